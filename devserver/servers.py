@@ -1,0 +1,201 @@
+"""Real PostgreSQL and Redis processes that a test can stop, pause, kill and restart."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pg8000.native
+import redis
+
+from .binaries import postgres_bin_dir, redis_server_binary
+
+READY_TIMEOUT_SECONDS = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class _Process:
+    """A server process in its own process group, so signals reach all its children."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self, command: list[str], log: Path, user: str | None = None) -> None:
+        with open(log, "ab") as log_file:
+            self.process = subprocess.Popen(
+                command, stdout=log_file, stderr=subprocess.STDOUT,
+                start_new_session=True, user=user,
+            )
+
+    def _signal(self, signum: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signum)
+
+    def pause(self) -> None:
+        """SIGSTOP: the server hangs with its sockets open, like a stuck host."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGCONT)
+        self._signal(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait()
+
+    def stop(self) -> None:
+        self._signal(signal.SIGCONT)
+        self._signal(signal.SIGTERM if isinstance(self, RedisServer) else signal.SIGINT)
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+class PostgresServer(_Process):
+    """A throw-away cluster: trust auth on 127.0.0.1, data in `workdir`."""
+
+    def __init__(self, workdir: Path, port: int | None = None, *, durable: bool = False):
+        super().__init__()
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.durable = durable
+        self.bin_dir = postgres_bin_dir()
+        self.user = _service_user()
+        if self.user is not None:
+            _make_reachable(self.bin_dir)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> PostgresServer:
+        data = self.workdir / "data"
+        _prepare_dir(self.workdir, self.user)
+        if not (data / "PG_VERSION").exists():
+            subprocess.run(
+                [str(self.bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
+                 "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C"],
+                check=True, capture_output=True, user=self.user,
+            )
+        settings = ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.workdir}",
+                    "-c", "max_connections=200"]
+        if not self.durable:  # tests: speed over crash safety
+            settings += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        self._spawn([str(self.bin_dir / "postgres"), "-D", str(data), "-p", str(self.port), *settings],
+                    self.workdir / "postgres.log", user=self.user)
+        self._wait_ready()
+        return self
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def connect(self) -> pg8000.native.Connection:
+        return pg8000.native.Connection(
+            "postgres", host="127.0.0.1", port=self.port, database="postgres",
+            ssl_context=False, timeout=10,
+        )
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while True:
+            if not self.running:
+                raise RuntimeError(f"postgres exited; see {self.workdir / 'postgres.log'}")
+            try:
+                self.connect().close()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+
+class RedisServer(_Process):
+    def __init__(self, workdir: Path, port: int | None = None, *, durable: bool = False):
+        super().__init__()
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.durable = durable
+        self.binary = redis_server_binary()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        persistence = ["--appendonly", "yes"] if self.durable else ["--appendonly", "no"]
+        self._spawn([str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1",
+                     "--save", "", *persistence, "--dir", str(self.workdir)],
+                    self.workdir / "redis.log")
+        self._wait_ready()
+        return self
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while True:
+            if not self.running:
+                raise RuntimeError(f"redis-server exited; see {self.workdir / 'redis.log'}")
+            try:
+                self.client().ping()
+                return
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+
+def _service_user() -> str | None:
+    """PostgreSQL refuses to run as root: borrow an unprivileged account then."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    raise RuntimeError("running as root and no unprivileged user (postgres, nobody) exists")
+
+
+def _prepare_dir(path: Path, user: str | None) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    if user is None:
+        return
+    entry = pwd.getpwnam(user)
+    shutil.chown(path, entry.pw_uid, entry.pw_gid)
+    _make_reachable(path)
+
+
+def _make_reachable(path: Path) -> None:
+    """Let the borrowed account reach `path`: add search (x) rights on its parents, as
+    pgserver itself does when run as root."""
+    for parent in path.resolve().parents:
+        mode = parent.stat().st_mode
+        if mode & 0o001 == 0:
+            parent.chmod(mode | 0o011)

@@ -1,0 +1,103 @@
+"""CloudEvents in and out: an order event goes through the same engine call as HTTP.
+
+Every `cloudevents` import lives in this module: functions-framework 3.10 holds the SDK
+at 1.11-1.12 (`cloudevents.http`), and a move to 2.x should touch this file only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import flask
+from cloudevents.conversion import to_binary
+from cloudevents.exceptions import GenericException
+from cloudevents.http import CloudEvent, from_http
+
+from .inputs import check_profile, decode_json, order_request_from, parse_idempotency_key
+from .problems import InvalidEvent, InvalidProfile
+from .routes import Trace, order_response, read_body
+from .service import Service
+
+CREATE_TYPE = "com.example.order.create"
+CREATED_TYPE = "com.example.order.created"
+REPLY_SOURCE = "/orders"
+
+
+def is_cloudevent(request: flask.Request) -> bool:
+    return "ce-specversion" in request.headers or request.mimetype.startswith(
+        "application/cloudevents"
+    )
+
+
+def handle(request: flask.Request, service: Service, trace: Trace) -> flask.Response:
+    """Create the order an event asks for and reply with a `created` event.
+
+    Status codes follow Knative's retry rules: a malformed event is a 400 (never
+    retried), an original still in flight a 409 and PostgreSQL down a 503 (retried).
+    """
+    event = _parse(request)
+    if event["type"] != CREATE_TYPE:
+        raise InvalidEvent(f"type must be {CREATE_TYPE}")
+    data = _data_object(event.data)
+    trace.profile = _profile(data, event.get("profileid"))
+    key = _idempotency_key(event)
+    order_request = order_request_from(data, allowed_extra=frozenset({"profileId"}))
+    answer = service.engine.create_order(trace.profile, key, order_request)
+    order_response(answer, trace)  # fills the trace the same way HTTP does
+    # Every attribute comes from the order, so a redelivery gets an identical reply.
+    reply = CloudEvent(
+        {"type": CREATED_TYPE, "source": REPLY_SOURCE, "id": answer.order_id,
+         "time": _created_at(answer.body), "datacontenttype": "application/json"},
+        answer.body,
+    )
+    headers, body = to_binary(reply)
+    if answer.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return flask.Response(body, 200, headers=headers)
+
+
+def _parse(request: flask.Request) -> CloudEvent:
+    body = read_body(request)
+    try:
+        # Binary-mode data is kept as bytes and decoded by our own strict JSON reader.
+        return from_http(dict(request.headers), body, data_unmarshaller=lambda raw: raw)
+    except GenericException as exc:
+        # The SDK's message can quote the request back: name the kind of fault only.
+        raise InvalidEvent(f"not a valid CloudEvent ({type(exc).__name__})") from None
+
+
+def _data_object(data: Any) -> dict[str, Any]:
+    if isinstance(data, (bytes, bytearray)):
+        data = decode_json(bytes(data)) if data else None
+    if not isinstance(data, dict):
+        raise InvalidEvent("data must be a JSON object with the order fields")
+    return data
+
+
+def _profile(data: dict[str, Any], extension: Any) -> str:
+    in_data = data.get("profileId")
+    if in_data is not None and extension is not None and in_data != extension:
+        raise InvalidProfile("data.profileId and the profileid attribute name different profiles")
+    profile = in_data if in_data is not None else extension
+    if profile is None:
+        raise InvalidEvent("a profile is required: data.profileId or the profileid attribute")
+    return check_profile(profile)
+
+
+def _idempotency_key(event: CloudEvent) -> str:
+    """The `idempotencykey` attribute, else the event's identity (source, id).
+
+    The identity is hashed to a fixed-length key: source and id are free-form and
+    together may exceed the 255-character key limit.
+    """
+    explicit = event.get("idempotencykey")
+    if explicit is not None:
+        return parse_idempotency_key(str(explicit))
+    identity = f"{event['source']}\n{event['id']}".encode()
+    return "ce:" + hashlib.sha256(identity).hexdigest()
+
+
+def _created_at(body: bytes) -> str:
+    return str(decode_json(body)["createdAt"])
+

@@ -1,0 +1,128 @@
+"""The engine: one idempotency key makes exactly one order, whatever the retries, copies,
+crashes or lost cache. HTTP and CloudEvents both come through `create_order`.
+
+Redis answers replays in one round trip and makes concurrent duplicates wait for the
+original; PostgreSQL's unique (profile, key) constraint decides what exists, so every
+guarantee holds with Redis empty, evicted or down.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .claims import CacheUnavailable, ClaimStore
+from .fingerprint import fingerprint
+from .inputs import OrderRequest
+from .orders import Order, OrderStore
+from .problems import FingerprintMismatch, RequestInFlight
+from .records import Decision, Done, InFlight, decide, redis_key
+from .settings import Settings
+
+FIRST_POLL_SECONDS, LAST_POLL_SECONDS = 0.005, 0.1
+
+
+class Outcome(str, enum.Enum):
+    """What happened to a request; the same words in logs, metrics and README."""
+
+    CREATED = "created"
+    REPLAYED_REDIS = "replayed-redis"
+    REPLAYED_POSTGRES = "replayed-postgres"
+    WAITED = "waited"
+    CONFLICT = "conflict"
+    MISMATCH = "mismatch"
+
+
+@dataclass(frozen=True)
+class Answer:
+    order_id: str
+    body: bytes
+    outcome: Outcome
+    degraded: bool = False  # Redis was skipped: PostgreSQL alone decided
+
+    @property
+    def replayed(self) -> bool:
+        return self.outcome is not Outcome.CREATED
+
+
+class IdempotencyEngine:
+    def __init__(self, settings: Settings, claims: ClaimStore, orders: OrderStore) -> None:
+        self._claims = claims
+        self._orders = orders
+        self._lease_ms = settings.idempotency_lease_seconds * 1000
+        self._ttl_ms = settings.idempotency_ttl_seconds * 1000
+        self._wait_seconds = settings.idempotency_wait_seconds
+        self._replay_on_mismatch = settings.idempotency_on_mismatch == "replay"
+
+    def create_order(self, profile: str, key: str | None, request: OrderRequest) -> Answer:
+        request_fingerprint = fingerprint(request.canonical())
+        if key is None:  # only when IDEMPOTENCY_KEY_REQUIRED=false: no deduplication
+            order, _ = self._orders.insert_or_get(profile, None, request_fingerprint, request)
+            return Answer(order.order_id, order.body(), Outcome.CREATED)
+
+        record_key = redis_key(profile, key)
+        claim = InFlight(request_fingerprint, owner=secrets.token_urlsafe(16))
+        deadline = time.monotonic() + self._wait_seconds
+        poll_seconds, waited = FIRST_POLL_SECONDS, False
+        while True:
+            try:
+                found = self._claims.claim_or_read(record_key, claim, self._lease_ms)
+            except CacheUnavailable:
+                return self._create_in_postgres(profile, key, claim, record_key, request, degraded=True)
+            decision = decide(found, request_fingerprint, self._replay_on_mismatch)
+            if decision is Decision.CLAIMED:
+                return self._create_in_postgres(profile, key, claim, record_key, request)
+            if decision is Decision.MISMATCH:
+                raise _mismatch()
+            if isinstance(found, Done):  # Decision.REPLAY
+                outcome = Outcome.WAITED if waited else Outcome.REPLAYED_REDIS
+                return Answer(found.order_id, found.body, outcome)
+            # Decision.WAIT: the original is in flight on some copy.
+            now = time.monotonic()
+            if now >= deadline:
+                raise RequestInFlight(
+                    "the first request with this key is still in flight; retry shortly",
+                    retry_after_seconds=1,
+                )
+            time.sleep(min(poll_seconds, deadline - now))
+            poll_seconds, waited = min(poll_seconds * 2, LAST_POLL_SECONDS), True
+
+    def _create_in_postgres(
+        self, profile: str, key: str, claim: InFlight, record_key: str,
+        request: OrderRequest, *, degraded: bool = False,
+    ) -> Answer:
+        """Insert-or-get the order, then publish the answer over our claim."""
+        owner = None if degraded else claim.owner
+        try:
+            order, created = self._orders.insert_or_get(profile, key, claim.fingerprint, request)
+        except BaseException:
+            if owner is not None:  # let a retry start at once instead of after the lease
+                self._quietly(lambda: self._claims.release(record_key, owner))
+            raise
+        self._remember(record_key, owner, order)
+        if created:
+            return Answer(order.order_id, order.body(), Outcome.CREATED, degraded)
+        if order.fingerprint != claim.fingerprint and not self._replay_on_mismatch:
+            raise _mismatch()
+        return Answer(order.order_id, order.body(), Outcome.REPLAYED_POSTGRES, degraded)
+
+    def _remember(self, record_key: str, owner: str | None, order: Order) -> None:
+        done = Done(order.fingerprint, order.order_id, order.body())
+        self._quietly(lambda: self._claims.finish(record_key, owner, done, self._ttl_ms))
+
+    @staticmethod
+    def _quietly(redis_call: Callable[[], None]) -> None:
+        """Redis writes after the fact are an optimisation: losing one costs speed only."""
+        try:
+            redis_call()
+        except CacheUnavailable:
+            pass
+
+
+def _mismatch() -> FingerprintMismatch:
+    return FingerprintMismatch(
+        "this Idempotency-Key was first used with a different body; use a new key for a new order"
+    )

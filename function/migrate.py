@@ -1,0 +1,69 @@
+"""Schema migrations: the versioned SQL files in postgres/migrations, applied in order,
+each once, under an advisory lock so many copies starting together apply them once.
+
+Run as `python -m function.migrate` (reads DATABASE_URL), or on start-up (AUTO_MIGRATE).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pg8000.native
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "postgres" / "migrations"
+# Any constant shared by every copy; it names "the orders schema lock".
+ADVISORY_LOCK_ID = 7_240_615_001
+
+
+def pending_files(applied: set[str]) -> list[Path]:
+    return [path for path in sorted(MIGRATIONS_DIR.glob("*.sql")) if path.stem not in applied]
+
+
+def apply_migrations(connection: pg8000.native.Connection) -> list[str]:
+    """Apply what is missing in one transaction; returns the versions applied."""
+    connection.run("BEGIN")
+    try:
+        # A stuck holder must not hang every cold start for ever.
+        connection.run("SET LOCAL lock_timeout = '15s'")
+        connection.run("SELECT pg_advisory_xact_lock(:lock)", lock=ADVISORY_LOCK_ID)
+        connection.run(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        applied = {row[0] for row in connection.run("SELECT version FROM schema_migrations")}
+        versions = []
+        for path in pending_files(applied):
+            connection.run(path.read_text())
+            connection.run("INSERT INTO schema_migrations (version) VALUES (:v)", v=path.stem)
+            versions.append(path.stem)
+        connection.run("COMMIT")
+        return versions
+    except BaseException:
+        connection.run("ROLLBACK")
+        raise
+
+
+def main() -> int:
+    from .database import connect_kwargs
+    from .settings import ConfigError, Settings
+
+    try:
+        settings = Settings.from_env(os.environ)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    connection = pg8000.native.Connection(
+        **connect_kwargs(settings.database_url, settings.database_connect_timeout_seconds)
+    )
+    try:
+        versions = apply_migrations(connection)
+    finally:
+        connection.close()
+    print("applied: " + ", ".join(versions) if versions else "schema is up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

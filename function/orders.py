@@ -1,0 +1,108 @@
+"""PostgreSQL as the ground truth: insert-or-get under the (profile, key) constraint,
+get, and list. Every statement is parameterised."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import pg8000.native
+
+from .database import ConnectionPool
+from .inputs import OrderRequest
+
+_COLUMNS = (
+    "order_id::text, order_number, profile_id, product_id, product_quantity, created_at, fingerprint"
+)
+
+INSERT_UNLESS_KEY_EXISTS = f"""
+INSERT INTO orders (profile_id, idempotency_key, fingerprint, product_id, product_quantity)
+VALUES (:profile, :key, :fingerprint, :product_id, :quantity)
+ON CONFLICT (profile_id, idempotency_key) DO NOTHING
+RETURNING {_COLUMNS}
+"""
+# Run after a conflict. A separate statement on purpose: within the INSERT's own
+# snapshot a row committed by a concurrent copy would be invisible.
+SELECT_BY_KEY = f"SELECT {_COLUMNS} FROM orders WHERE profile_id = :profile AND idempotency_key = :key"
+SELECT_BY_ID = f"SELECT {_COLUMNS} FROM orders WHERE order_id = CAST(:order_id AS uuid) AND profile_id = :profile"
+SELECT_NEWEST = f"""SELECT {_COLUMNS} FROM orders WHERE profile_id = :profile
+ORDER BY order_number DESC LIMIT :limit"""
+SELECT_NEWEST_BELOW = f"""SELECT {_COLUMNS} FROM orders WHERE profile_id = :profile
+AND order_number < :below ORDER BY order_number DESC LIMIT :limit"""
+
+
+@dataclass(frozen=True)
+class Order:
+    order_id: str
+    order_number: int
+    profile_id: str
+    product_id: str | None
+    product_quantity: int
+    created_at: datetime
+    fingerprint: str
+
+    def document(self) -> dict[str, Any]:
+        """The order as clients see it (the fingerprint stays inside)."""
+        created = self.created_at.astimezone(timezone.utc).isoformat(timespec="microseconds")
+        return {
+            "orderId": self.order_id,
+            "profileId": self.profile_id,
+            "orderNumber": self.order_number,
+            "productId": self.product_id,
+            "productQuantity": self.product_quantity,
+            "createdAt": created.replace("+00:00", "Z"),
+        }
+
+    def body(self) -> bytes:
+        """The answer's bytes; a replay from Redis or PostgreSQL repeats them exactly."""
+        return json.dumps(self.document(), separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class Page:
+    orders: list[Order]
+    next_below: int | None  # order number to continue below, None on the last page
+
+
+class OrderStore:
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    def insert_or_get(
+        self, profile: str, key: str | None, fingerprint: str, request: OrderRequest
+    ) -> tuple[Order, bool]:
+        """The order for (profile, key), and whether this call created it."""
+
+        def work(connection: pg8000.native.Connection) -> tuple[Order, bool]:
+            rows = connection.run(
+                INSERT_UNLESS_KEY_EXISTS, profile=profile, key=key, fingerprint=fingerprint,
+                product_id=request.product_id, quantity=request.product_quantity,
+            )
+            if rows:
+                return _order(rows[0]), True
+            return _order(connection.run(SELECT_BY_KEY, profile=profile, key=key)[0]), False
+
+        return self._pool.run(work)
+
+    def get(self, profile: str, order_id: str) -> Order | None:
+        rows = self._pool.run(lambda c: c.run(SELECT_BY_ID, order_id=order_id, profile=profile))
+        return _order(rows[0]) if rows else None
+
+    def newest(self, profile: str, limit: int, below: int | None) -> Page:
+        def work(connection: pg8000.native.Connection) -> list[list[Any]]:
+            if below is None:
+                return connection.run(SELECT_NEWEST, profile=profile, limit=limit + 1)
+            return connection.run(SELECT_NEWEST_BELOW, profile=profile, below=below, limit=limit + 1)
+
+        orders = [_order(row) for row in self._pool.run(work)]
+        more = len(orders) > limit
+        return Page(orders[:limit], orders[limit - 1].order_number if more else None)
+
+    def ping(self) -> None:
+        self._pool.run(lambda c: c.run("SELECT 1"))
+
+
+def _order(row: list[Any]) -> Order:
+    return Order(*row)
