@@ -1,0 +1,174 @@
+"""Real PostgreSQL and Redis for the whole run, and copies of the function started from
+the Procfile. Each test starts from empty tables and an empty Redis."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import requests
+
+from devserver.copies import FunctionCopy
+from devserver.servers import PostgresServer, RedisServer
+from function.migrate import apply_migrations
+
+ORDER = {"productId": "sku-1", "productQuantity": 2}
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Not under pytest's 0700 tmp root: PostgreSQL may run as another user (see servers.py).
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="orders-tests-"))
+
+
+@pytest.fixture(scope="session")
+def postgres(workdir: Path) -> Iterator[PostgresServer]:
+    """Our own PostgreSQL, so a test may stop, pause or restart it."""
+    server = PostgresServer(workdir / "postgres").start()
+    connection = server.connect()
+    apply_migrations(connection)
+    connection.close()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(workdir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(workdir / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def db(postgres: PostgresServer, redis_server: RedisServer) -> Iterator[Database]:
+    """Empty orders table and empty Redis before each test; servers up again after it."""
+    for server in (postgres, redis_server):
+        if not server.running:
+            server.start()
+        server.resume()
+    database = Database(postgres)
+    database.execute("TRUNCATE orders RESTART IDENTITY")
+    redis_server.client().flushall()
+    yield database
+    for server in (postgres, redis_server):
+        server.resume()
+        if not server.running:
+            server.start()
+
+
+class Database:
+    def __init__(self, server: PostgresServer) -> None:
+        self.server = server
+
+    def execute(self, sql: str, **params: Any) -> list[list[Any]]:
+        connection = self.server.connect()
+        try:
+            return connection.run(sql, **params)
+        finally:
+            connection.close()
+
+    def order_count(self, profile: str | None = None) -> int:
+        if profile is None:
+            return int(self.execute("SELECT count(*) FROM orders")[0][0])
+        return int(self.execute("SELECT count(*) FROM orders WHERE profile_id = :p", p=profile)[0][0])
+
+
+@pytest.fixture(scope="session")
+def base_env(postgres: PostgresServer, redis_server: RedisServer) -> dict[str, str]:
+    return {
+        "DATABASE_URL": postgres.url,
+        "REDIS_URL": redis_server.url,
+        "LOG_LEVEL": "warning",
+        "DATABASE_CONNECT_TIMEOUT_SECONDS": "2",
+        "DATABASE_STATEMENT_TIMEOUT_SECONDS": "2",
+        "REDIS_TIMEOUT_SECONDS": "0.3",
+    }
+
+
+@pytest.fixture(scope="session")
+def api_copy(base_env: dict[str, str], workdir: Path) -> Iterator[FunctionCopy]:
+    """One copy with default settings, shared by the contract tests."""
+    copy = FunctionCopy(base_env, log=workdir / "api-copy.log").start()
+    yield copy
+    copy.stop()
+
+
+@pytest.fixture
+def api(api_copy: FunctionCopy, db: Database) -> Client:
+    return Client(api_copy.url)
+
+
+_log_numbers = itertools.count()
+
+
+@pytest.fixture
+def start_copies(base_env: dict[str, str], workdir: Path, db: Database) -> Iterator[Callable[..., list[FunctionCopy]]]:
+    """Start `count` copies with extra env; all are stopped after the test."""
+    started: list[FunctionCopy] = []
+
+    def start(count: int = 1, **env: str) -> list[FunctionCopy]:
+        copies = [
+            FunctionCopy({**base_env, **env}, log=workdir / f"copy-{next(_log_numbers)}.log").start(wait=False)
+            for _ in range(count)
+        ]
+        started.extend(copies)
+        for copy in copies:
+            copy.wait_ready()
+        return copies
+
+    yield start
+    for copy in started:
+        copy.kill()
+
+
+class Client:
+    """requests, with the order routes spelled out."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = requests.Session()
+
+    def create(
+        self, body: Any = ORDER, *, key: str | None = "auto", profile: str | None = "alice",
+        headers: dict[str, str] | None = None, timeout: float = 30, **kwargs: Any,
+    ) -> requests.Response:
+        sent = {"Content-Type": "application/json"}
+        if profile is not None:
+            sent["X-Profile-Id"] = profile
+        if key is not None:
+            sent["Idempotency-Key"] = str(uuid.uuid4()) if key == "auto" else key
+        sent.update(headers or {})
+        if "data" not in kwargs:
+            kwargs["json"] = body
+        return self.http.post(self.url + "/orders", headers=sent, timeout=timeout, **kwargs)
+
+    def get(self, path: str, *, profile: str | None = "alice", **kwargs: Any) -> requests.Response:
+        headers = {"X-Profile-Id": profile} if profile is not None else {}
+        headers.update(kwargs.pop("headers", {}))
+        return self.http.get(self.url + path, headers=headers, timeout=30, **kwargs)
+
+
+def assert_problem(response: requests.Response, status: int, *words: str) -> dict[str, Any]:
+    """A problem+json answer with this status whose detail says what is wrong."""
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["status"] == status and problem["title"] and problem["type"]
+    text = (problem["detail"] + " " + " ".join(e["field"] for e in problem.get("errors", []))).lower()
+    for word in words:
+        assert word.lower() in text, f"{word!r} not in {problem}"
+    return problem
+
+
+@pytest.fixture(autouse=True)
+def isolate_environment() -> Iterator[None]:
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
