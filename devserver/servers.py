@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pg8000.native
+import psutil
 import redis
 
 from .binaries import postgres_bin_dir, redis_server_binary
@@ -39,8 +40,20 @@ class _Process:
             )
 
     def _signal(self, signum: int) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signum)
+        """To the server and every process it started. PostgreSQL's backends each call
+        setsid(), so a process-group signal alone would miss them."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            children = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
+        os.killpg(self.process.pid, signum)
+        for child in children:
+            try:
+                child.send_signal(signum)
+            except psutil.NoSuchProcess:
+                pass
 
     def pause(self) -> None:
         """SIGSTOP: the server hangs with its sockets open, like a stuck host."""
@@ -57,7 +70,9 @@ class _Process:
 
     def stop(self) -> None:
         self._signal(signal.SIGCONT)
-        self._signal(signal.SIGTERM if isinstance(self, RedisServer) else signal.SIGINT)
+        if self.process is not None and self.process.poll() is None:
+            # Fast shutdown for PostgreSQL (SIGINT), a clean exit for Redis (SIGTERM).
+            os.killpg(self.process.pid, signal.SIGTERM if isinstance(self, RedisServer) else signal.SIGINT)
         if self.process is not None:
             try:
                 self.process.wait(timeout=30)

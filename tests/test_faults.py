@@ -1,0 +1,165 @@
+"""Faults users live through: Redis emptied, killed or restarted; PostgreSQL stopped;
+a copy that dies holding a claim."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import Client, Database, assert_problem
+
+pytestmark = pytest.mark.multiprocess
+
+
+def outcome_count(client: Client, outcome: str) -> float:
+    text = client.get("/metrics", profile=None).text
+    match = re.search(rf'orders_idempotency_outcomes_total{{outcome="{outcome}"}} (\S+)', text)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_a_replay_after_redis_was_flushed_returns_the_same_order_from_postgresql(
+    api: Client, db: Database, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    first = api.create(key="flushed")
+    redis_server.client().flushall()
+    before = outcome_count(api, "replayed-postgres")
+
+    replay = api.create(key="flushed")
+
+    assert replay.status_code == 201 and replay.content == first.content
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert outcome_count(api, "replayed-postgres") == before + 1
+    assert db.order_count() == 1
+    # ... and the answer is back in Redis for the next replay.
+    assert api.create(key="flushed").content == first.content
+    assert outcome_count(api, "replayed-redis") >= 1
+
+
+def test_a_changed_body_after_redis_was_flushed_is_still_a_422(api: Client, db: Database, redis_server) -> None:  # type: ignore[no-untyped-def]
+    api.create({"productQuantity": 1}, key="flushed")
+    redis_server.client().flushall()
+
+    assert_problem(api.create({"productQuantity": 5}, key="flushed"), 422)
+    assert db.order_count() == 1
+
+
+def test_with_redis_killed_orders_are_created_and_replayed_and_health_says_degraded(
+    api: Client, db: Database, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    before = api.create(key="before-kill")
+    redis_server.kill()
+
+    created = api.create(key="during")
+    replayed = api.create(key="during")
+    old = api.create(key="before-kill")
+    health = api.get("/healthz", profile=None)
+
+    assert created.status_code == 201 and replayed.content == created.content
+    assert old.content == before.content
+    assert health.status_code == 200
+    assert health.json() == {"status": "degraded", "postgres": "ok", "redis": "down"}
+    assert "orders_degraded_operations_total" in api.get("/metrics", profile=None).text
+    assert db.order_count() == 2
+
+    redis_server.start()
+    assert api.get("/healthz", profile=None).json()["status"] == "ok"
+    assert api.create(key="during").content == created.content
+    assert api.create(key="after").status_code == 201
+    assert db.order_count() == 3
+
+
+def test_the_redis_fast_path_comes_back_by_itself_after_a_restart(
+    api: Client, db: Database, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    redis_server.restart()
+    time.sleep(1.2)  # past the cool-down after the first failure
+    api.create(key="after-restart")
+    api.create(key="after-restart")  # maybe still from PostgreSQL if the client reconnected late
+    before = outcome_count(api, "replayed-redis")
+
+    api.create(key="after-restart")
+
+    assert outcome_count(api, "replayed-redis") == before + 1
+
+
+def test_postgresql_stopped_is_a_503_that_leaves_no_row_and_no_stuck_key(
+    api: Client, db: Database, postgres, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    postgres.stop()
+
+    refused = api.create(key="while-down")
+    health = api.get("/healthz", profile=None)
+
+    assert_problem(refused, 503, "retry")
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert health.status_code == 503 and health.json()["postgres"] == "down"
+    assert redis_server.client().keys("idem:v1:*") == []  # the claim was released
+
+    postgres.start()
+    retried = api.create(key="while-down")
+    replayed = api.create(key="while-down")
+
+    assert retried.status_code == 201 and "Idempotent-Replayed" not in retried.headers
+    assert replayed.content == retried.content
+    assert db.order_count() == 1
+
+
+def test_after_a_postgresql_restart_the_first_request_does_not_fail_on_a_stale_connection(
+    api: Client, db: Database, postgres
+) -> None:  # type: ignore[no-untyped-def]
+    api.create(key="warm-the-pool")
+    postgres.restart()
+
+    assert api.create(key="after-restart").status_code == 201
+    assert api.get("/orders").status_code == 200
+
+
+def test_a_claim_left_by_a_crashed_copy_blocks_its_key_no_longer_than_the_lease(
+    start_copies, db: Database, postgres
+) -> None:  # type: ignore[no-untyped-def]
+    lease_seconds = 2
+    doomed, survivor = start_copies(
+        2, IDEMPOTENCY_LEASE_SECONDS=str(lease_seconds), IDEMPOTENCY_WAIT_SECONDS="0.3",
+        DATABASE_STATEMENT_TIMEOUT_SECONDS="30",
+    )
+    client = Client(survivor.url)
+    client.create(key="warm-up")  # both copies have met PostgreSQL and Redis
+    Client(doomed.url).create(key="warm-up")
+
+    # given: the doomed copy claims the key, then hangs on PostgreSQL and is killed.
+    postgres.pause()
+    hung = threading.Thread(
+        target=lambda: _ignore_errors(lambda: Client(doomed.url).create(key="orphan", timeout=10))
+    )
+    hung.start()
+    time.sleep(0.5)
+    doomed.kill()
+    killed_at = time.monotonic()
+    postgres.resume()
+    hung.join()
+
+    # when: a client retries on the surviving copy until it is answered.
+    first = client.create(key="orphan")
+    answer = first
+    while answer.status_code == 409:
+        assert answer.headers["Retry-After"]
+        time.sleep(0.1)
+        answer = client.create(key="orphan")
+    unblocked_after = time.monotonic() - killed_at
+
+    # then: blocked at first, answered within the lease, one order.
+    assert first.status_code == 409
+    assert answer.status_code == 201
+    assert unblocked_after < lease_seconds + 1.0
+    assert db.execute("SELECT count(*) FROM orders WHERE idempotency_key = 'orphan'") == [[1]]
+
+
+def _ignore_errors(work) -> None:  # type: ignore[no-untyped-def]
+    try:
+        work()
+    except requests.RequestException:
+        pass
