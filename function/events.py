@@ -68,6 +68,8 @@ def _parse(request: flask.Request) -> CloudEvent:
 
 
 def _data_object(data: Any) -> dict[str, Any]:
+    if isinstance(data, str):  # structured mode: the SDK hands over the data re-serialized
+        data = data.encode()
     if isinstance(data, (bytes, bytearray)):
         data = decode_json(bytes(data)) if data else None
     if not isinstance(data, dict):

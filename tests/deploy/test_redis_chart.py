@@ -1,0 +1,187 @@
+"""redis-chart/: linted and rendered offline, every rendered object schema-checked."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import yaml
+
+from .manifests import (
+    NAMESPACE,
+    REDIS_CHART,
+    REDIS_RELEASE,
+    Manifest,
+    find,
+    render_chart,
+    rendered_manifests,
+    validate_core,
+)
+
+HOST = f"{REDIS_RELEASE}.{NAMESPACE}.svc.cluster.local"
+
+# Value sets a user is likely to install with; every one must render valid objects.
+VALUE_SETS = {
+    "defaults": {},
+    "auth off": {"auth": {"enabled": False}},
+    "existing secret": {"auth": {"existingSecret": "orders-redis-auth",
+                                 "existingSecretPasswordKey": "password"}},
+    "given password": {"auth": {"password": "s3cretpassword"}},
+    "persistence off": {"persistence": {"enabled": False}},
+    "no dynamic provisioning": {"persistence": {"storageClass": "-", "size": "5Gi"}},
+    "named storage class": {"persistence": {"storageClass": "standard"}},
+}
+
+
+def objects(values: dict | None = None) -> list[Manifest]:
+    return rendered_manifests(render_chart(values))
+
+
+def statefulset(values: dict | None = None) -> Manifest:
+    return find(objects(values), "StatefulSet", REDIS_RELEASE)
+
+
+def redis_container(values: dict | None = None) -> Manifest:
+    (container,) = statefulset(values)["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def redis_conf(values: dict | None = None) -> list[str]:
+    text = find(objects(values), "ConfigMap", REDIS_RELEASE)["data"]["redis.conf"]
+    return [line.strip() for line in text.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_the_chart_lints_clean_in_strict_mode():
+    import helm_python
+
+    report = helm_python.lint(str(REDIS_CHART), strict=True, namespace=NAMESPACE,
+                              kube_version="v1.30.0")
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not problems and not report["errors"], report
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_every_rendered_object_passes_the_kubernetes_schema(values):
+    rendered = objects(values)
+    assert {"StatefulSet", "Service", "ConfigMap"} <= {doc["kind"] for doc in rendered}
+    for doc in rendered:
+        validate_core(doc)
+        assert doc["metadata"]["namespace"] == NAMESPACE
+
+
+def test_a_misspelled_value_is_rejected_by_the_values_schema():
+    import helm_python
+
+    with pytest.raises(helm_python.HelmValuesError, match="persistance"):
+        render_chart({"persistance": {"enabled": False}})
+    with pytest.raises(helm_python.HelmValuesError):
+        render_chart({"persistence": {"enabled": "no"}})
+
+
+def test_the_release_orders_redis_renders_objects_named_orders_redis():
+    names = {doc["metadata"]["name"] for doc in objects()}
+    assert names == {REDIS_RELEASE}
+
+
+def test_the_service_is_headless_on_the_port_redis_listens_on():
+    service = find(objects(), "Service", REDIS_RELEASE)
+    assert service["spec"]["clusterIP"] == "None"
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == 6379
+    (container_port,) = redis_container()["ports"]
+    assert container_port["containerPort"] == port["port"]
+    assert statefulset()["spec"]["serviceName"] == REDIS_RELEASE
+    selector = service["spec"]["selector"]
+    pod_labels = statefulset()["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= pod_labels.items()
+
+
+def test_the_chart_makes_its_own_password_secret_only_when_none_is_given():
+    def secrets(values):
+        return [doc for doc in objects(values) if doc["kind"] == "Secret"]
+
+    (generated,) = secrets({})
+    assert len(base64.b64decode(generated["data"]["redis-password"])) == 32
+    (given,) = secrets({"auth": {"password": "s3cretpassword"}})
+    assert base64.b64decode(given["data"]["redis-password"]) == b"s3cretpassword"
+    assert secrets(VALUE_SETS["existing secret"]) == []
+    assert secrets({"auth": {"enabled": False}}) == []
+
+
+def test_redis_reads_its_password_from_the_secret_in_use():
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in redis_container()["env"]}
+    assert env["REDIS_PASSWORD"] == {"name": REDIS_RELEASE, "key": "redis-password"}
+    assert "$(REDIS_PASSWORD)" in redis_container()["args"]
+
+    existing = redis_container(VALUE_SETS["existing secret"])
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in existing["env"]}
+    assert env["REDIS_PASSWORD"] == {"name": "orders-redis-auth", "key": "password"}
+    assert env["REDISCLI_AUTH"] == env["REDIS_PASSWORD"]
+
+
+def test_without_auth_no_password_is_asked_for():
+    container = redis_container({"auth": {"enabled": False}})
+    assert "env" not in container
+    assert "--requirepass" not in container["args"]
+
+
+def test_redis_conf_evicts_ttl_keys_and_appends_every_second():
+    conf = redis_conf()
+    assert "maxmemory 128mb" in conf
+    assert "maxmemory-policy volatile-lru" in conf
+    assert "appendonly yes" in conf
+    assert "appendfsync everysec" in conf
+    assert "dir /data" in conf
+
+
+def test_redis_is_started_with_the_mounted_redis_conf():
+    container = redis_container()
+    assert container["args"][0] == "/etc/redis/redis.conf"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {"config": "/etc/redis", "data": "/data"}
+
+
+def test_persistence_uses_a_volume_claim_template_and_an_empty_dir_when_off():
+    assert statefulset()["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    off = statefulset({"persistence": {"enabled": False}})
+    assert "volumeClaimTemplates" not in off["spec"]
+    volumes = {v["name"]: v for v in off["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"] == {"name": "data", "emptyDir": {}}
+
+
+def test_storage_class_dash_means_no_dynamic_provisioning():
+    def claim(values):
+        return statefulset(values)["spec"]["volumeClaimTemplates"][0]["spec"]
+
+    assert "storageClassName" not in claim({})
+    assert claim({"persistence": {"storageClass": "-"}})["storageClassName"] == ""
+    assert claim({"persistence": {"storageClass": "fast"}})["storageClassName"] == "fast"
+
+
+def test_the_pod_is_ready_only_when_redis_answers_pong():
+    probe = redis_container()["readinessProbe"]["exec"]["command"]
+    assert "redis-cli" in probe[-1] and "PONG" in probe[-1]
+
+
+def test_redis_runs_as_non_root():
+    pod = statefulset()["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert redis_container()["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_the_notes_tell_the_redis_url_for_the_function():
+    notes = render_chart()["redis/templates/NOTES.txt"]
+    assert f"redis://:<password>@{HOST}:6379/0" in notes
+    assert f"kubectl get secret {REDIS_RELEASE} -n {NAMESPACE}" in notes
+    notes_off = render_chart({"auth": {"enabled": False}})["redis/templates/NOTES.txt"]
+    assert f"redis://{HOST}:6379/0" in notes_off
+
+
+def test_values_yaml_names_the_bitnami_style_keys_users_expect():
+    values = yaml.safe_load((REDIS_CHART / "values.yaml").read_text())
+    assert set(values["auth"]) == {"enabled", "password", "existingSecret",
+                                   "existingSecretPasswordKey"}
+    assert {"enabled", "size", "storageClass"} <= set(values["persistence"])
+    assert {"image", "resources", "maxmemory", "maxmemoryPolicy", "service"} <= set(values)

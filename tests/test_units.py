@@ -1,0 +1,101 @@
+"""Pure parts, tested directly: key parser, fingerprint, decision table, settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from function.fingerprint import fingerprint
+from function.inputs import encode_cursor, parse_cursor, parse_idempotency_key
+from function.problems import InvalidIdempotencyKey, InvalidParameter
+from function.records import Decision, Done, InFlight, decide, decode, encode, redis_key
+from function.settings import ConfigError, Settings
+
+URLS = {"DATABASE_URL": "postgresql://u:secret@db:5432/orders", "REDIS_URL": "redis://cache:6379/0"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [("abc", "abc"), ('"abc"', "abc"), (' "a b" ', "a b"), (r'"say \"hi\""', 'say "hi"'),
+     (r'"back\\slash"', "back\\slash"), ("~!@#$%^&*()", "~!@#$%^&*()")],
+)
+def test_bare_and_rfc8941_string_forms_parse_to_the_same_key(raw: str, key: str) -> None:
+    assert parse_idempotency_key(raw) == key
+
+
+@pytest.mark.parametrize("raw", ["", " ", "a b", "k" * 256, '"' + "k" * 256 + '"', '"a', '"\\n"', "é"])
+def test_keys_outside_the_rules_are_refused(raw: str) -> None:
+    with pytest.raises(InvalidIdempotencyKey):
+        parse_idempotency_key(raw)
+
+
+def test_the_fingerprint_ignores_member_order_and_whitespace_but_not_values() -> None:
+    assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
+    assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+    assert fingerprint({"a": "1"}) != fingerprint({"a": 1})
+
+
+DIFFERENT = "other-fingerprint"
+
+
+@pytest.mark.parametrize(
+    ("found", "fp", "replay_on_mismatch", "decision"),
+    [
+        (None, "fp", False, Decision.CLAIMED),
+        (None, "fp", True, Decision.CLAIMED),
+        (InFlight("fp", "owner"), "fp", False, Decision.WAIT),
+        (InFlight("fp", "owner"), DIFFERENT, False, Decision.MISMATCH),
+        (InFlight("fp", "owner"), DIFFERENT, True, Decision.WAIT),
+        (Done("fp", "id", b"{}"), "fp", False, Decision.REPLAY),
+        (Done("fp", "id", b"{}"), DIFFERENT, False, Decision.MISMATCH),
+        (Done("fp", "id", b"{}"), DIFFERENT, True, Decision.REPLAY),
+    ],
+)
+def test_every_row_of_the_decision_table(found, fp, replay_on_mismatch, decision) -> None:  # type: ignore[no-untyped-def]
+    assert decide(found, fp, replay_on_mismatch) is decision
+
+
+def test_records_survive_the_trip_through_redis_encoding() -> None:
+    for record in (InFlight("fp", "owner"), Done("fp", "id", b'{"orderId":"id"}')):
+        assert decode(encode(record).encode()) == record
+
+
+def test_redis_keys_are_namespaced_hashes_never_the_clients_string() -> None:
+    key = redis_key("alice", "*\r\nFLUSHALL")
+    assert key.startswith("idem:v1:") and len(key) == len("idem:v1:") + 64
+    assert redis_key("alice", "k") != redis_key("bob", "k")
+
+
+def test_a_cursor_round_trips_and_a_forged_one_is_refused() -> None:
+    assert parse_cursor(encode_cursor(12345)) == 12345
+    for forged in ("", "!!!", "djE6", "djE6LTE", "djI6MTA"):
+        with pytest.raises(InvalidParameter):
+            parse_cursor(forged)
+
+
+def test_settings_have_the_contracts_defaults() -> None:
+    settings = Settings.from_env(URLS)
+    assert (settings.idempotency_ttl_seconds, settings.idempotency_lease_seconds) == (86400, 30)
+    assert settings.idempotency_wait_seconds == 5
+    assert settings.idempotency_key_required is True
+    assert settings.idempotency_on_mismatch == "reject"
+    assert settings.auto_migrate is True
+    assert "secret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"REDIS_URL": "redis://x"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgresql://x"}, "REDIS_URL"),
+        ({**URLS, "DATABASE_URL": "mysql://u:secret@x"}, "DATABASE_URL"),
+        ({**URLS, "IDEMPOTENCY_TTL_SECONDS": "soon"}, "IDEMPOTENCY_TTL_SECONDS"),
+        ({**URLS, "IDEMPOTENCY_LEASE_SECONDS": "0"}, "IDEMPOTENCY_LEASE_SECONDS"),
+        ({**URLS, "IDEMPOTENCY_KEY_REQUIRED": "maybe"}, "IDEMPOTENCY_KEY_REQUIRED"),
+        ({**URLS, "IDEMPOTENCY_ON_MISMATCH": "ignore"}, "IDEMPOTENCY_ON_MISMATCH"),
+        ({**URLS, "DATABASE_POOL_SIZE": "-2"}, "DATABASE_POOL_SIZE"),
+    ],
+)
+def test_a_missing_or_malformed_variable_is_named_and_no_password_is_shown(env, named) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(env)
+    assert named in str(raised.value) and "secret" not in str(raised.value)
