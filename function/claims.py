@@ -100,11 +100,11 @@ class ClaimStore:
     def cooling_down(self) -> bool:
         return time.monotonic() < self._down_until
 
-    def _call(self, script: redis.commands.core.Script, key: str, *args: object) -> bytes | None:
+    def _call(self, script: redis.commands.core.Script, key: str, *args: str | int) -> bytes | None:
         if self.cooling_down:
             raise CacheUnavailable("cooling down after a failure")
         try:
-            return script(keys=[key], args=list(args))  # type: ignore[no-any-return]
+            return script(keys=[key], args=list(args))
         except redis.RedisError as exc:
             with self._lock:
                 self._down_until = time.monotonic() + COOL_DOWN_SECONDS

@@ -72,7 +72,7 @@ class ConnectionPool:
         size: int,
         connect_timeout_seconds: float,
         statement_timeout_seconds: float,
-        on_first_connection: Callable[[pg8000.native.Connection], None] | None = None,
+        on_first_connection: Callable[[pg8000.native.Connection], object] | None = None,
     ) -> None:
         self._kwargs = connect_kwargs(url, connect_timeout_seconds)
         self._kwargs["startup_params"] = {

@@ -118,6 +118,7 @@ def order_request_from(document: Any, *, allowed_extra: frozenset[str] = frozens
     if errors:
         fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
         raise InvalidBody(f"invalid fields: {fields}", errors=errors)
+    assert isinstance(quantity, int)  # checked above; tells the type checker too
     return OrderRequest(product_quantity=quantity, product_id=product_id)
 
 

@@ -10,7 +10,7 @@ import os
 import socket
 import sys
 import time
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import flask
 from werkzeug.exceptions import MethodNotAllowed as RoutingMethodNotAllowed
@@ -69,7 +69,7 @@ def handle(request: flask.Request) -> flask.Response:
     return response
 
 
-def _match(request: flask.Request) -> tuple[str, dict[str, str]]:
+def _match(request: flask.Request) -> tuple[str, Mapping[str, Any]]:
     try:
         endpoint, arguments = ROUTES.bind("").match(request.path, method=request.method)
     except RoutingMethodNotAllowed as exc:

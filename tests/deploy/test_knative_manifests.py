@@ -7,6 +7,7 @@ Service, the ConfigMap, the Trigger and PostgreSQL.
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 import subprocess
@@ -119,12 +120,19 @@ def test_every_core_manifest_passes_the_kubernetes_schema():
 
 
 def test_the_service_pod_spec_passes_the_kubernetes_pod_schema():
-    # Knative's revision spec is a pod spec plus four fields of its own.
+    # Knative's revision spec is a pod spec plus four fields of its own; and Knative
+    # fills in a probe's missing port with the traffic port, which a pod must name.
     for name in ("orders", "orders-dead-letter"):
-        spec = dict(find(all_manifests(), "Service", name)["spec"]["template"]["spec"])
+        spec = copy.deepcopy(find(all_manifests(), "Service", name)["spec"]["template"]["spec"])
         for knative_only in ("containerConcurrency", "timeoutSeconds",
                              "responseStartTimeoutSeconds", "idleTimeoutSeconds"):
             spec.pop(knative_only, None)
+        for container in spec["containers"]:
+            traffic_port = container.get("ports", [{"containerPort": 8080}])[0]["containerPort"]
+            for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+                action = container.get(probe, {}).get("httpGet")
+                if action is not None:
+                    action.setdefault("port", traffic_port)
         validate_core({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
                        "spec": spec})
 

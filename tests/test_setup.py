@@ -1,0 +1,113 @@
+"""What a new user meets first: `make run`, the pip-packaged servers, start-up errors,
+and a type-checked function."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from devserver.copies import PROJECT_ROOT, FunctionCopy
+from devserver.servers import PostgresServer, RedisServer, free_port
+from function.migrate import apply_migrations
+
+pytestmark = pytest.mark.multiprocess
+
+
+def test_the_pip_packaged_servers_run_the_function_when_forced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORDERS_EMBEDDED_SERVERS", "pip")
+    workdir = Path(tempfile.mkdtemp(prefix="orders-pip-"))
+    postgres, redis = PostgresServer(workdir / "pg"), RedisServer(workdir / "redis")
+    assert "site-packages" in str(postgres.bin_dir) and "site-packages" in str(redis.binary)
+    postgres.start()
+    redis.start()
+    copy = None
+    try:
+        connection = postgres.connect()
+        apply_migrations(connection)
+        connection.close()
+        copy = FunctionCopy({"DATABASE_URL": postgres.url, "REDIS_URL": redis.url}).start()
+        headers = {"X-Profile-Id": "pip", "Idempotency-Key": "one"}
+        first = requests.post(copy.url + "/orders", json={"productQuantity": 1}, headers=headers, timeout=10)
+        again = requests.post(copy.url + "/orders", json={"productQuantity": 1}, headers=headers, timeout=10)
+        assert first.status_code == 201 and again.content == first.content
+    finally:
+        if copy:
+            copy.stop()
+        postgres.stop()
+        redis.stop()
+
+
+def test_make_run_serves_a_function_to_curl_and_ctrl_c_stops_everything() -> None:
+    port = free_port()
+    state = Path(tempfile.mkdtemp(prefix="orders-run-"))
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "devserver"], cwd=PROJECT_ROOT, text=True,
+        env={**env, "PORT": str(port), "ORDERS_STATE_DIR": str(state)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        printed = _read_until(run, "/healthz", timeout_seconds=60)
+        assert f"curl -i -X POST http://127.0.0.1:{port}/orders" in printed
+        answer = requests.post(
+            f"http://127.0.0.1:{port}/orders", json={"productId": "sku-42", "productQuantity": 2},
+            headers={"X-Profile-Id": "alice", "Idempotency-Key": "first-run"}, timeout=10,
+        )
+        assert answer.status_code == 201
+        server_ports = [int(p) for p in (_port_of(printed, "PostgreSQL"), _port_of(printed, "Redis"))]
+
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=60) == 0
+        for busy in (port, *server_ports):
+            assert not _accepts(busy), f"port {busy} still served after Ctrl-C"
+    finally:
+        if run.poll() is None:
+            run.kill()
+
+
+def test_a_missing_database_url_stops_the_start_up_naming_it(tmp_path: Path) -> None:
+    log = tmp_path / "copy.log"
+    copy = FunctionCopy({"DATABASE_URL": "", "REDIS_URL": "redis://:hunter2@127.0.0.1:1/0"}, log=log)
+    copy.start(wait=False)
+    assert copy.process is not None and copy.process.wait(timeout=30) != 0
+    output = log.read_text()
+    assert "DATABASE_URL is required" in output and "hunter2" not in output
+
+
+def test_the_function_type_checks() -> None:
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "function"], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout
+
+
+def _read_until(process: subprocess.Popen[str], marker: str, timeout_seconds: float) -> str:
+    assert process.stdout is not None
+    printed, deadline = "", time.monotonic() + timeout_seconds
+    while marker not in printed:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            raise AssertionError(f"make run exited early:\n{printed}")
+        printed += line
+        assert time.monotonic() < deadline, printed
+    return printed
+
+
+def _port_of(printed: str, server: str) -> str:
+    line = next(line for line in printed.splitlines() if line.startswith(server))
+    return line.split("127.0.0.1:")[1].split("/")[0].split()[0]
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
