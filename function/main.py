@@ -35,6 +35,7 @@ ROUTES = Map(
         Rule("/orders/<order_id>", methods=["GET"], endpoint="get"),
         Rule("/healthz", methods=["GET"], endpoint="health"),
         Rule("/metrics", methods=["GET"], endpoint="metrics"),
+        Rule("/openapi.json", methods=["GET"], endpoint="openapi"),
         Rule("/", methods=["POST"], endpoint="event"),
     ],
     strict_slashes=False,
@@ -45,6 +46,7 @@ ENDPOINTS: dict[str, Callable[..., flask.Response]] = {
     "get": routes.get_order,
     "health": routes.health,
     "metrics": routes.prometheus,
+    "openapi": routes.openapi,
     "event": events.handle,
 }
 

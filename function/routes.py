@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import flask
@@ -31,6 +32,7 @@ from .records import key_hash
 from .service import Service
 
 MAX_BODY_BYTES = 64 * 1024
+OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.json"  # the API, kept true by tests
 JSON = "application/json"
 
 
@@ -89,6 +91,10 @@ def health(request: flask.Request, service: Service, trace: Trace) -> flask.Resp
 def prometheus(request: flask.Request, service: Service, trace: Trace) -> flask.Response:
     body, content_type = metrics.exposition()
     return flask.Response(body, 200, content_type=content_type)
+
+
+def openapi(request: flask.Request, service: Service, trace: Trace) -> flask.Response:
+    return _json_response(OPENAPI_PATH.read_bytes(), 200)
 
 
 def order_response(answer: Answer, trace: Trace) -> flask.Response:
