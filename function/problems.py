@@ -72,6 +72,18 @@ class InvalidEvent(Problem):
     slug, title = "invalid-event", "The CloudEvent is not a valid order event"
 
 
+class Unauthenticated(Problem):
+    status, slug, title = 401, "unauthenticated", "A valid bearer token is required"
+
+    def __init__(self, detail: str, *, error: str = "invalid_token") -> None:
+        challenge = f'Bearer realm="orders", error="{error}"' if error else 'Bearer realm="orders"'
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
+class Forbidden(Problem):
+    status, slug, title = 403, "forbidden", "The token does not allow acting as this profile"
+
+
 class NotFound(Problem):
     status, slug, title = 404, "not-found", "Not found"
 

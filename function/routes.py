@@ -9,7 +9,7 @@ from typing import Any
 
 import flask
 
-from . import metrics
+from . import auth, metrics
 from .idempotency import Answer
 from .inputs import (
     decode_json,
@@ -19,7 +19,6 @@ from .inputs import (
     parse_idempotency_key,
     parse_limit,
     parse_order_id,
-    parse_profile,
 )
 from .problems import (
     BodyTooLarge,
@@ -48,7 +47,7 @@ class Trace:
 
 
 def create_order(request: flask.Request, service: Service, trace: Trace) -> flask.Response:
-    trace.profile = profile_of(request)
+    trace.profile = profile_of(request, service)
     key = idempotency_key_of(request, required=service.settings.idempotency_key_required)
     trace.key_hash = key_hash(trace.profile, key)
     order_request = order_request_from(decode_json(json_body(request)))
@@ -57,7 +56,7 @@ def create_order(request: flask.Request, service: Service, trace: Trace) -> flas
 
 
 def get_order(request: flask.Request, service: Service, trace: Trace, order_id: str) -> flask.Response:
-    trace.profile = profile_of(request)
+    trace.profile = profile_of(request, service)
     order = service.orders.get(trace.profile, parse_order_id(order_id))
     if order is None:  # absent, or another profile's: the same answer either way
         raise NotFound("no order with this id for this profile")
@@ -65,7 +64,7 @@ def get_order(request: flask.Request, service: Service, trace: Trace, order_id: 
 
 
 def list_orders(request: flask.Request, service: Service, trace: Trace) -> flask.Response:
-    trace.profile = profile_of(request)
+    trace.profile = profile_of(request, service)
     limit = parse_limit(request.args.get("limit"))
     below = parse_cursor(request.args.get("cursor"))
     page = service.orders.newest(trace.profile, limit, below)
@@ -106,8 +105,11 @@ def order_response(answer: Answer, trace: Trace) -> flask.Response:
     return response
 
 
-def profile_of(request: flask.Request) -> str:
-    return parse_profile(request.headers.get("X-Profile-Id"), request.args.get("profileId"))
+def profile_of(request: flask.Request, service: Service) -> str:
+    return auth.profile_of(
+        request.headers.get("Authorization"), request.headers.get("X-Profile-Id"),
+        request.args.get("profileId"), service.settings,
+    )
 
 
 def idempotency_key_of(request: flask.Request, *, required: bool) -> str | None:

@@ -7,11 +7,12 @@ A missing or malformed value stops the start-up with a message naming the variab
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Mapping, TypeVar
+from typing import Any, Callable, Literal, Mapping, TypeVar
 
 T = TypeVar("T")
 
 MismatchPolicy = Literal["reject", "replay"]
+AuthMode = Literal["gateway", "jwt"]
 
 
 class ConfigError(ValueError):
@@ -39,6 +40,12 @@ class Settings:
     # PostgreSQL alone then keeps the guarantees.
     redis_timeout_seconds: float = 0.5
     log_level: str = "info"
+    # gateway: a trusted gateway sets X-Profile-Id. jwt: a verified bearer token's `sub`.
+    auth_mode: AuthMode = "gateway"
+    jwt_key: str | None = field(default=None, repr=False)  # HS256 secret or PEM public key
+    jwt_algorithms: tuple[str, ...] = ()
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -63,7 +70,46 @@ class Settings:
             ),
             redis_timeout_seconds=_number(env, "REDIS_TIMEOUT_SECONDS", float, 0.5, 0.01),
             log_level=_choice(env, "LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
+            auth_mode=_choice(env, "AUTH_MODE", ("gateway", "jwt"), "gateway"),  # type: ignore[arg-type]
+            **_jwt_verification(env),
         )
+
+
+def _jwt_verification(env: Mapping[str, str]) -> dict[str, Any]:
+    """AUTH_MODE=jwt needs exactly one key: JWT_SECRET (HS256) or a PEM public key file
+    (RS256 or ES256); the algorithm list follows the key, so a token cannot pick it."""
+    if env.get("AUTH_MODE", "").strip().lower() != "jwt":
+        return {}
+    secret, key_file = env.get("JWT_SECRET", ""), env.get("JWT_PUBLIC_KEY_FILE", "").strip()
+    if bool(secret) == bool(key_file):
+        raise ConfigError("AUTH_MODE=jwt needs exactly one of JWT_SECRET or JWT_PUBLIC_KEY_FILE")
+    if secret:
+        if len(secret) < 32:
+            raise ConfigError("JWT_SECRET must be at least 32 characters")
+        key, algorithms = secret, ("HS256",)
+    else:
+        try:
+            with open(key_file, encoding="ascii") as pem:
+                key = pem.read()
+        except (OSError, UnicodeDecodeError):
+            raise ConfigError("JWT_PUBLIC_KEY_FILE cannot be read as a PEM file") from None
+        algorithms = ("ES256",) if "BEGIN PUBLIC KEY" in key and _is_ec(key) else ("RS256",)
+    return {
+        "jwt_key": key,
+        "jwt_algorithms": algorithms,
+        "jwt_audience": env.get("JWT_AUDIENCE") or None,
+        "jwt_issuer": env.get("JWT_ISSUER") or None,
+    }
+
+
+def _is_ec(pem: str) -> bool:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        return isinstance(load_pem_public_key(pem.encode()), ec.EllipticCurvePublicKey)
+    except ValueError:
+        raise ConfigError("JWT_PUBLIC_KEY_FILE does not hold a PEM public key") from None
 
 
 def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str:
