@@ -1,0 +1,95 @@
+"""The figures a run ends with: what was sent, what came back, and what exists.
+
+Every answer is checked against the census, not trusted on its own: a 201 "carries the
+original order" only if the order it names is the one order stored for its key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+from .census import Census
+from .load import ALTERED_QUANTITY, ORIGINAL_QUANTITY, Result, Run
+
+OUTCOMES = ("created", "replayed", "409", "422", "error")
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    """Nearest-rank percentile (share 0.99 = p99): a value that was really measured."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def latency_ms(seconds: list[float]) -> dict[str, float | None]:
+    return {
+        name: None if value is None else round(value * 1000, 2)
+        for name, value in (
+            ("p50", percentile(seconds, 0.50)),
+            ("p95", percentile(seconds, 0.95)),
+            ("p99", percentile(seconds, 0.99)),
+        )
+    }
+
+
+def summarise(run: Run, census: Census, targets: list[str]) -> dict[str, Any]:
+    by_key = census.by_key()
+    original = {key: orders[0] for key, orders in by_key.items() if key is not None and len(orders) == 1}
+    duplicates = sum(len(orders) - 1 for key, orders in by_key.items() if key is not None)
+    duplicates += len(by_key.get(None, []))  # orders no key of the run asked for
+    outcomes = Counter(result.outcome for result in run.results)
+    carrying_original = sum(
+        1 for r in run.results
+        if r.final.status == 201 and r.planned.key_index in original
+        and r.order_id == original[r.planned.key_index].order_id
+    )
+    answered = [r for r in run.results if r.final.status is not None]
+    return {
+        "profile": run.profile,
+        "census": census.source,
+        "requests": len(run.results),
+        "attempts": sum(len(r.attempts) for r in run.results),
+        "distinctKeys": len(run.key_names),
+        "ordersAfterwards": len(census.orders),
+        "duplicatesCreated": duplicates,
+        "keysWithoutOrder": sum(1 for k in range(len(run.key_names)) if k not in by_key),
+        "answersCarryingOriginal": carrying_original,
+        "answersCarryingAnotherOrder": outcomes["created"] + outcomes["replayed"] - carrying_original,
+        "outcomes": {name: outcomes[name] for name in OUTCOMES},
+        "unexpected422": sum(1 for r in run.results if r.outcome == "422" and not _differs(r, original)),
+        "clientTimeoutsRetried": sum(
+            1 for r in run.results for a in r.attempts[:-1] if a.error == "client timeout"
+        ),
+        "errors": dict(Counter(_error_kind(r) for r in run.results if r.outcome == "error")),
+        "seconds": round(run.seconds, 3),
+        "requestsPerSecond": round(len(run.results) / run.seconds, 1) if run.seconds else None,
+        "latencyMs": latency_ms([r.final.seconds for r in answered]),
+        "latencyMsByOutcome": {
+            name: latency_ms([r.final.seconds for r in answered if r.outcome == name])
+            for name in OUTCOMES if outcomes[name]
+        },
+        "requestsPerTarget": {t: sum(1 for r in run.results if r.planned.target == t) for t in targets},
+        "requestsPerServedBy": dict(Counter(r.served_by or "(no answer)" for r in run.results)),
+    }
+
+
+def guarantees_held(figures: dict[str, Any]) -> bool:
+    """One order per key, and no answer naming any other: what the demo exists to show."""
+    return figures["duplicatesCreated"] == 0 and figures["answersCarryingAnotherOrder"] == 0
+
+
+def _differs(result: Result, original: dict[int, Any]) -> bool:
+    """Did this request's body differ from the order stored for its key (a 422 it earned)?"""
+    stored = original.get(result.planned.key_index)
+    if stored is None:
+        return True
+    sent = ALTERED_QUANTITY if result.planned.altered else ORIGINAL_QUANTITY
+    return bool(stored.product_quantity != sent)
+
+
+def _error_kind(result: Result) -> str:
+    final = result.final
+    return final.error or f"HTTP {final.status}"
