@@ -36,17 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     errors = Console(stderr=True)
     try:
         if options.spawn:
-            with errors.status(f"starting PostgreSQL, Redis and {options.spawn} copies ..."):
-                stack = LocalStack(
-                    options.spawn, database_url=options.database_url, redis_url=options.redis_url
-                ).__enter__()
-            try:
-                run = _fire(shape, stack.urls, errors)
-                with stack.connect() as connection:
-                    counted = census.from_postgres(connection, run.profile, run.key_names)
-                figures = summarise(run, counted, stack.urls)
-            finally:
-                stack.stop()
+            run, figures = _on_spawned_copies(options, shape, errors)
         else:
             targets = [url.rstrip("/") for url in options.targets]
             run = _fire(shape, targets, errors)
@@ -56,6 +46,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _report(options, run, figures)
     return 0 if guarantees_held(figures) else 1
+
+
+def _on_spawned_copies(
+    options: argparse.Namespace, shape: LoadShape, console: Console
+) -> tuple[Run, dict[str, Any]]:
+    """Start the stack, fire, count in PostgreSQL, and stop everything, also on failure."""
+    stack = LocalStack(options.spawn, database_url=options.database_url, redis_url=options.redis_url)
+    try:
+        with console.status(f"starting PostgreSQL, Redis and {options.spawn} copies ..."):
+            stack.start()
+        run = _fire(shape, stack.urls, console)
+        with stack.connect() as connection:
+            counted = census.from_postgres(connection, run.profile, run.key_names)
+        return run, summarise(run, counted, stack.urls)
+    finally:
+        stack.stop()
 
 
 def _fire(shape: LoadShape, targets: list[str], console: Console) -> Run:

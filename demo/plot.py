@@ -32,7 +32,8 @@ def draw(run: Run, path: Path) -> None:
 
     served = sorted({r.served_by or "(no answer)" for r in run.results})
     counts = [sum(1 for r in run.results if (r.served_by or "(no answer)") == s) for s in served]
-    spread_axis.barh(range(len(served)), counts)
+    bars = spread_axis.barh(range(len(served)), counts)
+    spread_axis.bar_label(bars, padding=3)
     spread_axis.set_yticks(range(len(served)), served)
     spread_axis.set_xlabel("requests answered")
     spread_axis.set_title("Requests per copy (X-Served-By)")

@@ -26,28 +26,26 @@ def render(figures: dict[str, Any], console: Console) -> None:
 def _results(f: dict[str, Any]) -> Table:
     outcomes, latency = f["outcomes"], f["latencyMs"]
     successes = outcomes["created"] + outcomes["replayed"]
-    table = Table(title=f"Duplicate storm: profile {f['profile']}", show_header=True)
+    table = Table(title=f"Duplicate storm, profile {f['profile']}")
     table.add_column("what")
     table.add_column("figure", justify="right")
     table.add_column("means", style="dim")
-    table.add_row("requests", str(f["requests"]), f"{f['attempts']} HTTP attempts with retries")
-    table.add_row("distinct keys", str(f["distinctKeys"]), f"{f['requests'] // max(1, f['distinctKeys'])} requests per key")
-    table.add_row("orders that exist afterwards", str(f["ordersAfterwards"]), f"counted via {f['census']}")
-    table.add_row("duplicates created", _flag(f["duplicatesCreated"]), "orders beyond one per key: must be 0")
-    table.add_row(
-        "answers carrying the original order", f"{f['answersCarryingOriginal']}",
-        f"{_share(f['answersCarryingOriginal'], f['requests'])} of requests; the rest is below",
-    )
-    table.add_row("answers carrying another order", _flag(f["answersCarryingAnotherOrder"]), "must be 0")
-    table.add_row("  of them created / replayed", f"{outcomes['created']} / {outcomes['replayed']}",
-                  f"{successes} answers 201; replays carry Idempotent-Replayed: true")
-    table.add_row("409 in flight", str(outcomes["409"]), "original still running after the wait")
+    table.add_row("requests", str(f["requests"]), f"{f['attempts']} attempts with retries")
+    table.add_row("distinct keys", str(f["distinctKeys"]), f"{f['requests'] // max(1, f['distinctKeys'])} requests each")
+    table.add_row("orders afterwards", str(f["ordersAfterwards"]), f"counted via {f['census']}")
+    table.add_row("duplicates created", _flag(f["duplicatesCreated"]), "must be 0")
+    table.add_row("answers with the original order", str(f["answersCarryingOriginal"]),
+                  f"{_share(f['answersCarryingOriginal'], f['requests'])} of requests")
+    table.add_row("answers with another order", _flag(f["answersCarryingAnotherOrder"]), "must be 0")
+    table.add_row("  created / replayed", f"{outcomes['created']} / {outcomes['replayed']}",
+                  f"the {successes} answers 201")
+    table.add_row("409 in flight", str(outcomes["409"]), "original still running")
     table.add_row("422 body differed", str(outcomes["422"]),
                   "all expected" if not f["unexpected422"] else f"{f['unexpected422']} NOT expected")
     table.add_row("errors", _flag(outcomes["error"]), _errors(f["errors"]))
-    table.add_row("client timeouts, retried", str(f["clientTimeoutsRetried"]), "impatient first attempts")
-    table.add_row("latency p50 / p95 / p99", f"{latency['p50']} / {latency['p95']} / {latency['p99']} ms",
-                  "of each request's answered attempt")
+    table.add_row("client timeouts, retried", str(f["clientTimeoutsRetried"]), "impatient 1st attempts")
+    table.add_row("latency p50/p95/p99 ms", f"{latency['p50']} / {latency['p95']} / {latency['p99']}",
+                  "answered attempts")
     table.add_row("throughput", f"{f['requestsPerSecond']} req/s", f"over {f['seconds']} s")
     return table
 
@@ -59,7 +57,7 @@ def _spread(f: dict[str, Any]) -> Table:
     for target, count in f["requestsPerTarget"].items():
         table.add_row(target, str(count))
     table.add_section()
-    table.add_row("[bold]X-Served-By[/] (host/pid of the worker that answered)", "")
+    table.add_row("[bold]X-Served-By[/] (host/pid that answered)", "")
     for served_by, count in sorted(f["requestsPerServedBy"].items()):
         table.add_row(served_by, str(count))
     return table

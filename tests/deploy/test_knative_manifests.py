@@ -17,9 +17,9 @@ import pytest
 
 from .manifests import (
     KNATIVE,
+    NAMESPACE,
     POSTGRES_K8S,
     REDIS_RELEASE,
-    NAMESPACE,
     Manifest,
     find,
     is_knative,
@@ -204,7 +204,8 @@ def test_every_configmap_value_is_a_string():
 
 def test_the_service_has_one_container_with_one_unreserved_http_port():
     for name in ("orders", "orders-dead-letter"):
-        containers = find(all_manifests(), "Service", name)["spec"]["template"]["spec"]["containers"]
+        service = find(all_manifests(), "Service", name)
+        containers = service["spec"]["template"]["spec"]["containers"]
         assert len(containers) == 1
         ports = containers[0].get("ports", [])
         assert len(ports) <= 1

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from .manifests import NAMESPACE, POSTGRES_K8S, Manifest, find, load_directory, load_documents, validate_core
+from .manifests import (
+    NAMESPACE,
+    POSTGRES_K8S,
+    Manifest,
+    find,
+    load_directory,
+    load_documents,
+    validate_core,
+)
 
 
 def manifests() -> list[Manifest]:
