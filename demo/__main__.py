@@ -80,7 +80,8 @@ def _report(options: argparse.Namespace, run: Run, figures: dict[str, Any]) -> N
     if options.json:
         print(json.dumps(figures, indent=2))
     else:
-        table.render(figures, Console())
+        # Piped (a log, a file), rich would wrap at 80 columns; the table needs about 90.
+        table.render(figures, Console() if sys.stdout.isatty() else Console(width=100))
         if options.plot:
             print(f"plot: {options.plot}")
 

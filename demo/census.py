@@ -26,7 +26,7 @@ class StoredOrder:
 
 @dataclass(frozen=True)
 class Census:
-    source: str  # "postgresql" or "GET /orders"
+    source: str  # "PostgreSQL" or "GET /orders"
     orders: list[StoredOrder]
 
     def by_key(self) -> dict[int | None, list[StoredOrder]]:
@@ -42,7 +42,7 @@ def from_postgres(connection: Connection, profile: str, key_names: list[str]) ->
         "SELECT order_id::text, idempotency_key, product_quantity FROM orders WHERE profile_id = :p",
         p=profile,
     )
-    return Census("postgresql", [StoredOrder(row[0], index_of.get(row[1]), row[2]) for row in rows])
+    return Census("PostgreSQL", [StoredOrder(row[0], index_of.get(row[1]), row[2]) for row in rows])
 
 
 def from_api(base_url: str, profile: str, key_count: int) -> Census:

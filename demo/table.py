@@ -32,7 +32,8 @@ def _results(f: dict[str, Any]) -> Table:
     table.add_column("means", style="dim")
     table.add_row("requests", str(f["requests"]), f"{f['attempts']} attempts with retries")
     table.add_row("distinct keys", str(f["distinctKeys"]), f"{f['requests'] // max(1, f['distinctKeys'])} requests each")
-    table.add_row("orders afterwards", str(f["ordersAfterwards"]), f"counted via {f['census']}")
+    counted = "counted in PostgreSQL" if f["census"] == "PostgreSQL" else f"counted via {f['census']}"
+    table.add_row("orders afterwards", str(f["ordersAfterwards"]), counted)
     table.add_row("duplicates created", _flag(f["duplicatesCreated"]), "must be 0")
     table.add_row("answers with the original order", str(f["answersCarryingOriginal"]),
                   f"{_share(f['answersCarryingOriginal'], f['requests'])} of requests")
