@@ -24,9 +24,9 @@ class Settings:
     database_url: str = field(repr=False)  # holds a password: never in logs or errors
     redis_url: str = field(repr=False)
     idempotency_ttl_seconds: int = 86_400
-    # Longer than the slowest create we allow (pool wait + connect + statement
-    # timeouts, about 10 s by default), so a live claim never expires under its owner;
-    # a crashed copy blocks its key this long at most.
+    # Longer than the slowest create we allow (pool wait 3 s + connect 3 s + INSERT and
+    # SELECT at 5+1 s each, about 19 s by default), so a live claim never expires under
+    # its owner; a crashed copy blocks its key this long at most.
     idempotency_lease_seconds: int = 30
     idempotency_wait_seconds: float = 5.0
     idempotency_key_required: bool = True
