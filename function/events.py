@@ -16,7 +16,7 @@ from cloudevents.http import CloudEvent, from_http
 
 from .inputs import check_profile, decode_json, order_request_from, parse_idempotency_key
 from .problems import InvalidEvent, InvalidProfile
-from .routes import Trace, order_response, read_body
+from .routes import Trace, read_body
 from .service import Service
 
 CREATE_TYPE = "com.example.order.create"
@@ -44,7 +44,7 @@ def handle(request: flask.Request, service: Service, trace: Trace) -> flask.Resp
     key = _idempotency_key(event)
     order_request = order_request_from(data, allowed_extra=frozenset({"profileId"}))
     answer = service.engine.create_order(trace.profile, key, order_request)
-    order_response(answer, trace)  # fills the trace the same way HTTP does
+    trace.note(answer)
     # Every attribute comes from the order, so a redelivery gets an identical reply.
     reply = CloudEvent(
         {"type": CREATED_TYPE, "source": REPLY_SOURCE, "id": answer.order_id,

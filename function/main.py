@@ -26,7 +26,8 @@ try:
 except ConfigError as exc:  # stop the start-up, naming the variable
     sys.exit(f"orders function: configuration error: {exc}")
 
-SERVED_BY = f"{socket.gethostname()}/{os.getpid()}"
+logs.configure(SETTINGS.log_level)
+HOSTNAME = socket.gethostname()  # with the pid, names the copy (and worker) that answered
 
 ROUTES = Map(
     [
@@ -66,7 +67,8 @@ def handle(request: flask.Request) -> flask.Response:
     except Exception:
         logs.error("unhandled error", route=trace.route)
         response = _problem_response(InternalError("the function failed; it has been logged"), trace)
-    response.headers["X-Served-By"] = SERVED_BY
+    # The pid is read per request: this module is imported before gunicorn forks workers.
+    response.headers["X-Served-By"] = f"{HOSTNAME}/{os.getpid()}"
     _account(request, response, trace, time.perf_counter() - started)
     return response
 
@@ -97,7 +99,6 @@ def _account(request: flask.Request, response: flask.Response, trace: routes.Tra
             metrics.ORDERS_CREATED.inc()
     if trace.degraded:
         metrics.DEGRADED.inc()
-    logs.configure(SETTINGS.log_level)
     logs.request_line(
         route=trace.route, method=request.method, status=response.status_code,
         profile=trace.profile, keyHash=trace.key_hash, outcome=trace.outcome,

@@ -45,6 +45,9 @@ class Trace:
     outcome: str | None = None
     degraded: bool = False
 
+    def note(self, answer: Answer) -> None:
+        self.outcome, self.degraded = answer.outcome.value, answer.degraded
+
 
 def create_order(request: flask.Request, service: Service, trace: Trace) -> flask.Response:
     trace.profile = profile_of(request, service)
@@ -97,7 +100,7 @@ def openapi(request: flask.Request, service: Service, trace: Trace) -> flask.Res
 
 
 def order_response(answer: Answer, trace: Trace) -> flask.Response:
-    trace.outcome, trace.degraded = answer.outcome.value, answer.degraded
+    trace.note(answer)
     response = _json_response(answer.body, 201)
     response.headers["Location"] = f"/orders/{answer.order_id}"
     if answer.replayed:

@@ -10,7 +10,6 @@ import os
 import threading
 from dataclasses import dataclass
 
-from . import logs
 from .claims import ClaimStore
 from .database import ConnectionPool
 from .idempotency import IdempotencyEngine
@@ -43,7 +42,6 @@ def for_this_process(settings: Settings) -> Service:
 
 
 def _build(settings: Settings) -> Service:
-    logs.configure(settings.log_level)
     pool = ConnectionPool(
         settings.database_url,
         size=settings.database_pool_size,
