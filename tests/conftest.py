@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -20,11 +22,11 @@ ORDER = {"productId": "sku-1", "productQuantity": 2}
 
 
 @pytest.fixture(scope="session")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workdir() -> Iterator[Path]:
     # Not under pytest's 0700 tmp root: PostgreSQL may run as another user (see servers.py).
-    import tempfile
-
-    return Path(tempfile.mkdtemp(prefix="orders-tests-"))
+    path = Path(tempfile.mkdtemp(prefix="orders-tests-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ and a type-checked function."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -44,6 +45,7 @@ def test_the_pip_packaged_servers_run_the_function_when_forced(monkeypatch: pyte
             copy.stop()
         postgres.stop()
         redis.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_make_run_serves_a_function_to_curl_and_ctrl_c_stops_everything() -> None:
@@ -72,6 +74,7 @@ def test_make_run_serves_a_function_to_curl_and_ctrl_c_stops_everything() -> Non
     finally:
         if run.poll() is None:
             run.kill()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def test_a_missing_database_url_stops_the_start_up_naming_it(tmp_path: Path) -> None:
