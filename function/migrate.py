@@ -47,16 +47,14 @@ def apply_migrations(connection: pg8000.native.Connection) -> list[str]:
 
 def main() -> int:
     from .database import connect_kwargs
-    from .settings import ConfigError, Settings
+    from .settings import ConfigError, database_url_from
 
     try:
-        settings = Settings.from_env(os.environ)
+        database_url = database_url_from(os.environ)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    connection = pg8000.native.Connection(
-        **connect_kwargs(settings.database_url, settings.database_connect_timeout_seconds)
-    )
+    connection = pg8000.native.Connection(**connect_kwargs(database_url, 10))
     try:
         versions = apply_migrations(connection)
     finally:

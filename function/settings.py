@@ -51,7 +51,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Fail at start-up naming the variable, not on the first request."""
         return cls(
-            database_url=_url(env, "DATABASE_URL", ("postgresql://", "postgres://")),
+            database_url=database_url_from(env),
             redis_url=_url(env, "REDIS_URL", ("redis://", "rediss://", "unix://")),
             idempotency_ttl_seconds=_number(env, "IDEMPOTENCY_TTL_SECONDS", int, 86_400, 1),
             idempotency_lease_seconds=_number(env, "IDEMPOTENCY_LEASE_SECONDS", int, 30, 1),
@@ -110,6 +110,11 @@ def _is_ec(pem: str) -> bool:
         return isinstance(load_pem_public_key(pem.encode()), ec.EllipticCurvePublicKey)
     except ValueError:
         raise ConfigError("JWT_PUBLIC_KEY_FILE does not hold a PEM public key") from None
+
+
+def database_url_from(env: Mapping[str, str]) -> str:
+    """DATABASE_URL alone: all that `python -m function.migrate` needs."""
+    return _url(env, "DATABASE_URL", ("postgresql://", "postgres://"))
 
 
 def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str:

@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pg8000.native
 import pytest
 import requests
 
@@ -114,3 +115,40 @@ def _accepts(port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(0.5)
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_copies_starting_together_on_an_empty_database_apply_the_schema_once(
+    start_copies, postgres, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    admin = postgres.connect()
+    admin.run("DROP DATABASE IF EXISTS fresh")
+    admin.run("CREATE DATABASE fresh")
+    admin.close()
+    fresh_url = postgres.url.rsplit("/", 1)[0] + "/fresh"
+    copies = start_copies(4, DATABASE_URL=fresh_url)
+
+    # Each copy migrates on its first connection: ask all four at once.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        statuses = list(pool.map(lambda c: requests.get(c.url + "/healthz", timeout=30).status_code, copies))
+    created = requests.post(
+        copies[0].url + "/orders", json={"productQuantity": 1},
+        headers={"X-Profile-Id": "fresh", "Idempotency-Key": "k"}, timeout=10,
+    )
+
+    assert statuses == [200, 200, 200, 200]
+    assert created.status_code == 201
+    connection = pg8000.native.Connection("postgres", host="127.0.0.1", port=postgres.port, database="fresh")
+    versions = connection.run("SELECT version FROM schema_migrations")
+    connection.close()
+    assert versions == [["0001_create_orders"]]
+
+
+def test_python_m_function_migrate_reports_an_up_to_date_schema(postgres) -> None:  # type: ignore[no-untyped-def]
+    migrate = subprocess.run(
+        [sys.executable, "-m", "function.migrate"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+        env={**os.environ, "DATABASE_URL": postgres.url},
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    assert "schema is up to date" in migrate.stdout

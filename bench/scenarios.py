@@ -1,0 +1,162 @@
+"""The measured scenarios, each at one concurrency: the floor, create with new keys,
+replay from Redis, replay after Redis was flushed (PostgreSQL), and a duplicate storm.
+
+Each point is a warm-up, then a measured run with the same load generator; each also
+checks that the function took the path the scenario names (its /metrics outcome
+counters, and for the storm the orders PostgreSQL holds afterwards).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import redis
+import requests
+
+from demo.stack import Connection
+
+from . import traffic
+from .loadgen import Measurement, NextRequest, measure
+from .plan import Plan
+from .stats import figures
+
+OUTCOME_SERIES = "orders_idempotency_outcomes_total"
+
+
+class Scenarios:
+    def __init__(
+        self, plan: Plan, *, function_url: str, floor_url: str, database_url: str, redis_url: str,
+        run_id: str,
+    ) -> None:
+        self.plan = plan
+        self.function_url = function_url
+        self.floor_url = floor_url
+        self.database_url = database_url
+        self.redis = redis.Redis.from_url(redis_url)
+        self.run_id = run_id
+        self.seeded_profile = f"bench-seeded-{run_id}"
+        self._seeded_keys: list[str] = []
+        self._unused_seeded = 0  # seeded keys after this one were never replayed yet
+
+    def seed(self) -> None:
+        """Orders made straight in PostgreSQL, identical to what the function makes, so
+        replays after a flush have a fresh key for every request without creating first."""
+        with Connection(self.database_url) as connection:
+            connection.native.run(
+                "INSERT INTO orders (profile_id, idempotency_key, fingerprint, product_id, product_quantity)"
+                " SELECT :profile, 'seeded-' || g, :fingerprint, :product, :quantity"
+                " FROM generate_series(1, :count) AS g",
+                profile=self.seeded_profile, fingerprint=traffic.order_fingerprint(),
+                product=traffic.PRODUCT, quantity=traffic.QUANTITY, count=self.plan.seed_keys,
+            )
+            connection.native.run("ANALYZE orders")
+        self._seeded_keys = [f"seeded-{n}" for n in range(1, self.plan.seed_keys + 1)]
+        # The first replay_keys serve the Redis-path replay; the rest are spent once each.
+        self._unused_seeded = self.plan.replay_keys
+
+    def floor(self, connections: int) -> dict[str, Any]:
+        stream = traffic.new_keys(self.floor_url, "bench-floor", f"floor-{self.run_id}")
+        return self._point(self.floor_url, connections, stream)
+
+    def create(self, connections: int) -> dict[str, Any]:
+        profile = f"bench-create-{self.run_id}"
+        stream = traffic.new_keys(self.function_url, profile, f"c{connections}")
+        return self._point(self.function_url, connections, stream, expect_outcome="created")
+
+    def replay(self, connections: int) -> dict[str, Any]:
+        """Finished keys replayed over and over: after the first pass, Redis answers all."""
+        prepared = [
+            traffic.create_request(self.function_url, self.seeded_profile, key)
+            for key in self._seeded_keys[: self.plan.replay_keys]
+        ]
+        measure(self.function_url, 16, traffic.once_each(prepared), seconds=60)  # puts them in Redis
+        return self._point(self.function_url, connections, traffic.cycling(prepared),
+                           expect_outcome="replayed-redis")
+
+    def replay_after_flush(self, connections: int, *, memory: bool = False) -> dict[str, Any]:
+        """Redis flushed, then each request a seeded key not replayed since: every answer
+        comes from PostgreSQL (and is written back to Redis, as after a real flush).
+        With `memory`, Redis memory per finished key is read from the same run."""
+        self.redis.flushall()
+        before = _used_memory(self.redis)
+        prepared = [
+            traffic.create_request(self.function_url, self.seeded_profile, key)
+            for key in self._seeded_keys[self._unused_seeded:]
+        ]
+        stream = traffic.once_each(prepared)
+        result = self._point(self.function_url, connections, stream, expect_outcome="replayed-postgres")
+        self._unused_seeded += result["requests"] + result.pop("warmupRequests")
+        if result["requests"] and self._unused_seeded >= len(self._seeded_keys):
+            result["note"] = "ran out of seeded keys before the time was up"
+        if memory:
+            keys, after = int(self.redis.dbsize()), _used_memory(self.redis)
+            result["redisMemory"] = {
+                "finishedKeys": keys, "usedMemoryBefore": before, "usedMemoryAfter": after,
+                "bytesPerFinishedKey": round((after - before) / keys, 1) if keys else None,
+            }
+        return result
+
+    def storm(self, connections: int) -> dict[str, Any]:
+        profile = f"bench-storm-{self.run_id}"
+        prefix = f"s{connections}-{self.run_id}"
+        stream = traffic.storm(self.function_url, profile, prefix, self.plan.storm_duplicates)
+        result, measured = self._point(self.function_url, connections, stream, keep=True)
+        result["storm"] = _check_storm(measured, self.database_url, profile, prefix)
+        return result
+
+    def _point(
+        self, url: str, connections: int, stream: NextRequest, *, expect_outcome: str | None = None,
+        keep: bool = False,
+    ) -> Any:
+        warmup = measure(url, connections, stream, seconds=self.plan.warmup_seconds)
+        before = outcome_counts(url) if expect_outcome else Counter()
+        measured = measure(url, connections, stream, seconds=self.plan.seconds)
+        result = figures(measured)
+        result["warmupRequests"] = len(warmup.answers)
+        if expect_outcome:
+            took = outcome_counts(url) - before
+            result["outcomes"] = dict(took)
+            result["tookExpectedPath"] = took[expect_outcome] == len(measured.answers)
+        return (result, measured) if keep else result
+
+
+def outcome_counts(url: str) -> Counter[str]:
+    """The function's idempotency outcome counters (per worker: exact with WORKERS=1)."""
+    counts: Counter[str] = Counter()
+    for line in requests.get(url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith(OUTCOME_SERIES + "{"):
+            labels, _, value = line.rpartition(" ")
+            counts[labels.split('outcome="')[1].split('"')[0]] = int(float(value))
+    return counts
+
+
+def _check_storm(measured: Measurement, database_url: str, profile: str, prefix: str) -> dict[str, Any]:
+    """Every storm answer against the one order stored for its key (productId = key)."""
+    with Connection(database_url) as connection:
+        rows = connection.native.run(
+            "SELECT product_id, count(*), min(order_id::text) FROM orders"
+            " WHERE profile_id = :p AND product_id LIKE :prefix GROUP BY product_id",
+            p=profile, prefix=prefix + "-%",
+        )
+    stored = {product: order_id for product, _, order_id in rows}
+    duplicates = sum(count - 1 for _, count, _ in rows)
+    original = 0
+    for answer in measured.answers:
+        if answer.status == 201:
+            document = json.loads(answer.body)
+            original += stored.get(document["productId"]) == document["orderId"]
+    statuses = Counter(answer.status for answer in measured.answers)
+    total = len(measured.answers)
+    return {
+        "keys": len(rows),
+        "duplicatesCreated": duplicates,
+        "answersCarryingOriginal": original,
+        "originalShare": round(original / total, 4) if total else None,
+        "conflicts409": statuses[409],
+    }
+
+
+def _used_memory(client: redis.Redis) -> int:
+    return int(client.info("memory")["used_memory"])
