@@ -3,6 +3,7 @@ and a type-checked function."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -152,3 +153,27 @@ def test_python_m_function_migrate_reports_an_up_to_date_schema(postgres) -> Non
     )
     assert migrate.returncode == 0, migrate.stderr
     assert "schema is up to date" in migrate.stdout
+
+
+def test_the_dockerfile_command_serves_the_function_on_port(base_env, db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cmd_line = next(line for line in (PROJECT_ROOT / "Dockerfile").read_text().splitlines()
+                    if line.startswith("CMD "))
+    command = json.loads(cmd_line[len("CMD "):])
+    port = free_port()
+    env = {**os.environ, **base_env, "PORT": str(port),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not _accepts(port):
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        created = requests.post(f"http://127.0.0.1:{port}/orders", json={"productQuantity": 1},
+                                headers={"X-Profile-Id": "image", "Idempotency-Key": "k"}, timeout=10)
+        assert created.status_code == 201
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0  # gunicorn as PID 1 exits cleanly on SIGTERM
+    finally:
+        if process.poll() is None:
+            process.kill()
