@@ -8,6 +8,7 @@ counters, and for the storm the orders PostgreSQL holds afterwards).
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from typing import Any
@@ -39,6 +40,8 @@ class Scenarios:
         self.seeded_profile = f"bench-seeded-{run_id}"
         self._seeded_keys: list[str] = []
         self._unused_seeded = 0  # seeded keys after this one were never replayed yet
+        self._point_numbers = itertools.count()  # new keys in every point, round after round
+        self.redis_memory: dict[str, Any] | None = None
 
     def seed(self) -> None:
         """Orders made straight in PostgreSQL, identical to what the function makes, so
@@ -57,28 +60,35 @@ class Scenarios:
         self._unused_seeded = self.plan.replay_keys
 
     def floor(self, connections: int) -> dict[str, Any]:
-        stream = traffic.new_keys(self.floor_url, "bench-floor", f"floor-{self.run_id}")
+        stream = traffic.new_keys(self.floor_url, "bench-floor", self._new_prefix())
         return self._point(self.floor_url, connections, stream)
 
     def create(self, connections: int) -> dict[str, Any]:
         profile = f"bench-create-{self.run_id}"
-        stream = traffic.new_keys(self.function_url, profile, f"c{connections}")
+        stream = traffic.new_keys(self.function_url, profile, self._new_prefix())
         return self._point(self.function_url, connections, stream, expect_outcome="created")
 
     def replay(self, connections: int) -> dict[str, Any]:
-        """Finished keys replayed over and over: after the first pass, Redis answers all."""
+        """Finished keys replayed over and over, every one of them already in Redis."""
+        prepared = self.prepare_replays()
+        return self._point(self.function_url, connections, traffic.cycling(prepared),
+                           expect_outcome="replayed-redis")
+
+    def prepare_replays(self) -> list[bytes]:
+        """The replay set's requests, each sent once so Redis holds its answer (after a
+        flush that first pass is answered by PostgreSQL and written back)."""
         prepared = [
             traffic.create_request(self.function_url, self.seeded_profile, key)
             for key in self._seeded_keys[: self.plan.replay_keys]
         ]
-        measure(self.function_url, 16, traffic.once_each(prepared), seconds=60)  # puts them in Redis
-        return self._point(self.function_url, connections, traffic.cycling(prepared),
-                           expect_outcome="replayed-redis")
+        measure(self.function_url, 16, traffic.once_each(prepared), seconds=60)
+        return prepared
 
     def replay_after_flush(self, connections: int, *, memory: bool = False) -> dict[str, Any]:
         """Redis flushed, then each request a seeded key not replayed since: every answer
         comes from PostgreSQL (and is written back to Redis, as after a real flush).
-        With `memory`, Redis memory per finished key is read from the same run."""
+        With `memory`, Redis memory per finished key is read from the same run (kept in
+        `redis_memory`)."""
         self.redis.flushall()
         before = _used_memory(self.redis)
         prepared = [
@@ -92,7 +102,7 @@ class Scenarios:
             result["note"] = "ran out of seeded keys before the time was up"
         if memory:
             keys, after = int(self.redis.dbsize()), _used_memory(self.redis)
-            result["redisMemory"] = {
+            self.redis_memory = {
                 "finishedKeys": keys, "usedMemoryBefore": before, "usedMemoryAfter": after,
                 "bytesPerFinishedKey": round((after - before) / keys, 1) if keys else None,
             }
@@ -100,11 +110,14 @@ class Scenarios:
 
     def storm(self, connections: int) -> dict[str, Any]:
         profile = f"bench-storm-{self.run_id}"
-        prefix = f"s{connections}-{self.run_id}"
+        prefix = f"storm-{self._new_prefix()}"
         stream = traffic.storm(self.function_url, profile, prefix, self.plan.storm_duplicates)
         result, measured = self._point(self.function_url, connections, stream, keep=True)
         result["storm"] = _check_storm(measured, self.database_url, profile, prefix)
         return result
+
+    def _new_prefix(self) -> str:
+        return f"{self.run_id}-p{next(self._point_numbers)}"
 
     def _point(
         self, url: str, connections: int, stream: NextRequest, *, expect_outcome: str | None = None,

@@ -89,10 +89,14 @@ class LocalStack:
         for copy in started:
             copy.wait_ready()
 
-    def start_copy(self, env: Mapping[str, str] | None = None, *, wait: bool = True) -> FunctionCopy:
-        """One more copy (stopped with the stack); its output goes to a log in workdir."""
+    def start_copy(
+        self, env: Mapping[str, str] | None = None, *, wait: bool = True,
+        kind: type[FunctionCopy] = FunctionCopy,
+    ) -> FunctionCopy:
+        """One more copy (stopped with the stack); its output goes to a log in workdir.
+        `kind` may be a FunctionCopy subclass serving something else (the bench's floor)."""
         log = self.workdir / f"copy-{len(self.copies)}.log"
-        copy = FunctionCopy({**self.copy_env, **(env or {})}, log=log)
+        copy = kind({**self.copy_env, **(env or {})}, log=log)
         self.copies.append(copy)
         return copy.start(wait=wait)
 

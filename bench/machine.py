@@ -1,0 +1,34 @@
+"""What the figures were measured on: they mean little without the machine and its load."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from datetime import datetime, timezone
+from importlib.metadata import version
+from typing import Any
+
+import redis
+
+from demo.stack import Connection
+
+
+def describe(database_url: str, redis_url: str) -> dict[str, Any]:
+    with Connection(database_url) as connection:
+        postgres = connection.native.run("SHOW server_version")[0][0]
+        fsync = connection.native.run("SHOW fsync")[0][0]
+        synchronous_commit = connection.native.run("SHOW synchronous_commit")[0][0]
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": platform.machine(),  # what `uname -m` prints
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+        "loadAverageAtStart": [round(value, 2) for value in os.getloadavg()],
+        "postgres": f"{postgres} (fsync={fsync}, synchronous_commit={synchronous_commit})",
+        "redis": redis.Redis.from_url(redis_url).info("server")["redis_version"],
+        "functionsFramework": version("functions-framework"),
+        "gunicorn": version("gunicorn"),
+        "interpreter": sys.executable,
+    }

@@ -1,0 +1,1 @@
+"""Helpers of the hardening tests (OpenAPI, fuzzing, hostile input, hanging dependencies, soak)."""

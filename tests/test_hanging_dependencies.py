@@ -1,0 +1,209 @@
+"""Dependencies that hang instead of dying (SIGSTOP: sockets open, no answer), and a copy
+killed with SIGKILL in the middle of a busy minute."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from conftest import Client, Database
+
+pytestmark = pytest.mark.multiprocess
+
+REDIS_TIMEOUT_SECONDS = 0.3  # REDIS_TIMEOUT_SECONDS in the fixtures' base_env
+POSTGRES_TIMEOUT_SECONDS = 2.0  # DATABASE_CONNECT_/STATEMENT_TIMEOUT_SECONDS there
+# A hung PostgreSQL is noticed by the socket a second after its statement timeout would
+# have fired (function/database.py); the rest is slack for two busy shared cores.
+POSTGRES_HANG_NOTICED_SECONDS = POSTGRES_TIMEOUT_SECONDS + 1.0 + 1.5
+COOL_DOWN_SECONDS = 1.0  # function/claims.py: Redis is skipped this long after a failure
+
+
+def outcome_count(client: Client, outcome: str) -> float:
+    text = client.get("/metrics", profile=None).text
+    match = re.search(rf'orders_idempotency_outcomes_total{{outcome="{outcome}"}} (\S+)', text)
+    return float(match.group(1)) if match else 0.0
+
+
+def timed(request) -> tuple[requests.Response, float]:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    response = request()
+    return response, time.monotonic() - started
+
+
+def test_with_redis_hanging_orders_are_made_and_replayed_from_postgresql_within_the_redis_timeout(
+    api: Client, db: Database, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    before_pause = api.create(key="before-pause")
+    redis_server.pause()
+    try:
+        answers = [timed(lambda: api.create(key="during-pause")) for _ in range(3)]
+        answers += [timed(lambda: api.create(key="before-pause"))]
+        health, health_seconds = timed(lambda: api.get("/healthz", profile=None))
+    finally:
+        redis_server.resume()
+
+    created = answers[0][0]
+    assert [response.status_code for response, _ in answers] == [201, 201, 201, 201]
+    assert all(response.content == created.content for response, _ in answers[1:3])
+    assert answers[3][0].content == before_pause.content
+    # At most one Redis timeout per request (fewer during the cool-down), then PostgreSQL.
+    assert max(seconds for _, seconds in answers) < REDIS_TIMEOUT_SECONDS + 1.0, answers
+    assert health.json() == {"status": "degraded", "postgres": "ok", "redis": "down"}
+    assert health_seconds < REDIS_TIMEOUT_SECONDS + 1.0
+    assert db.order_count() == 2
+
+
+def test_after_redis_resumes_the_fast_path_comes_back_by_itself(
+    api: Client, db: Database, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    api.create(key="warm")
+    redis_server.pause()
+    try:
+        made_while_hung = api.create(key="while-hung")
+    finally:
+        redis_server.resume()
+    resumed_at = time.monotonic()
+    before = outcome_count(api, "replayed-redis")
+
+    # Replays of a key made while Redis hung: the first after the cool-down finds nothing in
+    # Redis, asks PostgreSQL and publishes the answer; the next is served by Redis.
+    replays = []
+    while outcome_count(api, "replayed-redis") == before and time.monotonic() - resumed_at < 10:
+        replays.append(api.create(key="while-hung"))
+        time.sleep(0.1)
+
+    assert outcome_count(api, "replayed-redis") > before
+    assert time.monotonic() - resumed_at < COOL_DOWN_SECONDS + 2.0
+    assert all(replay.content == made_while_hung.content for replay in replays)
+    assert redis_server.client().keys("idem:v1:*")  # the answers are back in Redis
+    assert db.order_count() == 2
+
+
+def test_with_postgresql_hanging_requests_get_a_503_in_bounded_time_and_the_pool_recovers(
+    api: Client, db: Database, postgres
+) -> None:  # type: ignore[no-untyped-def]
+    with ThreadPoolExecutor(4) as pool:  # every pooled connection of the copy is in use
+        list(pool.map(lambda n: api.create(key=f"warm-{n}"), range(4)))
+    postgres.pause()
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            hung = list(pool.map(lambda n: timed(lambda: api.create(key=f"hung-{n}")), range(4)))
+        health, health_seconds = timed(lambda: api.get("/healthz", profile=None))
+    finally:
+        postgres.resume()
+
+    for response, seconds in hung:
+        assert response.status_code == 503 and int(response.headers["Retry-After"]) >= 1
+        assert seconds < POSTGRES_HANG_NOTICED_SECONDS
+    assert health.status_code == 503 and health_seconds < POSTGRES_HANG_NOTICED_SECONDS
+
+    # The connections that timed out were thrown away, not lent again: no 503 from here on.
+    after = [api.create(key=f"hung-{n}") for n in range(4)]
+    after += [api.get("/orders") for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        after += list(pool.map(lambda n: api.create(key=f"after-{n}"), range(8)))
+    assert [response.status_code for response in after] == [201] * 4 + [200] * 4 + [201] * 8
+    assert db.order_count() == 4 + 4 + 8
+
+
+def test_a_copy_killed_under_load_leaves_one_order_per_key_and_every_acknowledged_order_stored(
+    start_copies, db: Database, postgres
+) -> None:  # type: ignore[no-untyped-def]
+    lease_seconds = 2
+    doomed, survivor = start_copies(2, IDEMPOTENCY_LEASE_SECONDS=str(lease_seconds))
+    load = KeyedLoad([doomed.url, survivor.url], clients=6, keys_per_client=60)
+
+    threads = load.start()
+    load.wait_until_acknowledged(100)
+    # A short hang of PostgreSQL piles requests up in flight, so the kill surely cuts some
+    # after their claim and before (or just after) their INSERT.
+    postgres.pause()
+    time.sleep(0.3)
+    killed_at = time.monotonic()
+    doomed.kill()
+    postgres.resume()
+    for thread in threads:
+        thread.join()
+
+    assert load.failures == [] and load.unanswered == [], (load.failures, load.unanswered)
+    assert any(started < killed_at for started in load.cut), "no request was in flight at the kill"
+    rows = db.execute("SELECT idempotency_key, order_id::text, count(*) OVER (PARTITION BY idempotency_key) "
+                      "FROM orders WHERE profile_id = 'load'")
+    stored = {key: order_id for key, order_id, _ in rows}
+    assert all(count == 1 for _, _, count in rows)
+    assert stored == load.acknowledged  # every 201 is in PostgreSQL, and nothing else is
+    # Keys whose claim died with the copy were answered once its lease ran out, not later.
+    assert load.last_answer_at - killed_at < lease_seconds + 5.0
+
+
+class KeyedLoad:
+    """Clients creating orders, each key retried on the other copy until it gets a 201,
+    as a client with retries does; every answer is compared with the first for that key."""
+
+    def __init__(self, urls: list[str], *, clients: int, keys_per_client: int) -> None:
+        self.urls = urls
+        self.keys = [[f"load-{c}-{k}" for k in range(keys_per_client)] for c in range(clients)]
+        self.acknowledged: dict[str, str] = {}
+        self.bodies: dict[str, set[bytes]] = defaultdict(set)
+        self.unanswered: list[str] = []
+        self.failures: list[str] = []  # anything a client did not expect, with its key
+        self.cut: list[float] = []  # when each request that lost its connection was sent
+        self.last_answer_at = 0.0
+        self._lock = threading.Lock()
+
+    def start(self) -> list[threading.Thread]:
+        threads = [threading.Thread(target=self._client, args=(keys, n)) for n, keys in enumerate(self.keys)]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def wait_until_acknowledged(self, count: int) -> None:
+        deadline = time.monotonic() + 30
+        while len(self.acknowledged) < count and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def _client(self, keys: list[str], number: int) -> None:
+        try:
+            self._send_each(keys, number)
+        except Exception as exc:  # noqa: BLE001 - reported by the test, not lost in a thread
+            with self._lock:
+                self.failures.append(repr(exc))
+
+    def _send_each(self, keys: list[str], number: int) -> None:
+        session = requests.Session()
+        turns = itertools.cycle(self.urls[number % 2:] + self.urls[:number % 2])
+        for key in keys:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                sent_at = time.monotonic()
+                try:
+                    response = session.post(
+                        next(turns) + "/orders", json={"productQuantity": 1},
+                        headers={"X-Profile-Id": "load", "Idempotency-Key": key}, timeout=20,
+                    )
+                except requests.ConnectionError:
+                    with self._lock:
+                        self.cut.append(sent_at)
+                    session = requests.Session()
+                    continue
+                if response.status_code == 201:
+                    with self._lock:
+                        self.acknowledged.setdefault(key, response.json()["orderId"])
+                        self.bodies[key].add(response.content)
+                        if len(self.bodies[key]) != 1:
+                            self.failures.append(f"{key}: two different answers")
+                        self.last_answer_at = time.monotonic()
+                    break
+                if response.status_code not in (409, 503):
+                    raise AssertionError(f"{key}: {response.status_code} {response.text}")
+                time.sleep(0.1)
+            else:
+                with self._lock:
+                    self.unanswered.append(key)

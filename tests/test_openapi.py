@@ -1,0 +1,166 @@
+"""function/openapi.json is valid OpenAPI 3.1, lists exactly the routes the function
+serves, and says every status, header and body the function really answers."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+import uuid
+from typing import Any
+
+import jwt
+import pytest
+import requests
+from openapi_spec_validator import validate
+
+from conftest import ORDER, Client, Database
+from function.fingerprint import fingerprint
+from function.inputs import OrderRequest
+from function.records import InFlight, encode, redis_key
+from hardening.documented import (
+    AnswerLog,
+    documented_operations,
+    documented_statuses,
+    load_document,
+    openapi_path,
+)
+
+SECRET = "a-secret-of-the-openapi-tests-long-enough"
+CREATE = "com.example.order.create"
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    return load_document()
+
+
+def served_routes(monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, str]]:
+    # function.main reads its settings on import; it connects to nothing until a request.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://unused@127.0.0.1:1/unused")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    main = importlib.import_module("function.main")
+    return {
+        (method, openapi_path(rule.rule))
+        for rule in main.ROUTES.iter_rules()
+        for method in rule.methods or ()
+        if method not in ("HEAD", "OPTIONS")  # added by werkzeug to every GET rule
+    }
+
+
+def test_the_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
+    validate(document)
+    assert document["openapi"].startswith("3.1.")
+
+
+def test_every_route_the_function_serves_is_documented_and_nothing_more(
+    document: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert documented_operations(document) == served_routes(monkeypatch)
+
+
+def test_the_function_serves_the_document_as_it_is_in_the_repository(
+    api: Client, document: dict[str, Any]
+) -> None:
+    response = api.get("/openapi.json", profile=None)
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json() == document
+
+
+def test_every_status_each_route_answers_is_documented_with_its_headers_and_body(
+    api: Client, db: Database, start_copies, redis_server, postgres, document: dict[str, Any]  # type: ignore[no-untyped-def]
+) -> None:
+    (jwt_copy,) = start_copies(1, AUTH_MODE="jwt", JWT_SECRET=SECRET, IDEMPOTENCY_WAIT_SECONDS="0")
+    answers = AnswerLog(document)
+    tour_the_order_routes(api, answers)
+    tour_the_event_route(api, answers)
+    tour_the_operations_routes(api, answers)
+    tour_what_only_jwt_mode_and_a_busy_key_answer(Client(jwt_copy.url), redis_server, answers)
+    tour_postgresql_down(api, postgres, answers)
+
+    # ... and the document claims no status that none of these requests could bring about.
+    assert dict(answers.seen) == documented_statuses(document)
+
+
+def tour_the_order_routes(api: Client, answers: AnswerLog) -> None:
+    create, listing, get = ("POST", "/orders"), ("GET", "/orders"), ("GET", "/orders/{orderId}")
+    created = answers.check(*create, api.create(key="tour"))
+    answers.check(*create, api.create(key="tour"))  # a replay
+    answers.check(*create, api.create({"productQuantity": 1, "productId": None}, key="null-product"))
+    answers.check(*create, api.create({"productQuantity": 0}))
+    answers.check(*create, api.create(key=None))
+    answers.check(*create, api.create(profile=None))
+    answers.check(*create, api.create(data="x" * 70_000))
+    answers.check(*create, api.create(data=json.dumps(ORDER), headers={"Content-Type": "text/plain"}))
+    answers.check(*create, api.create({"productQuantity": 9}, key="tour"))
+    answers.check(*create, post_binary_event(api, "/orders", {"productQuantity": 1, "profileId": "alice"}))
+
+    answers.check(*get, api.get(created.headers["Location"]))
+    answers.check(*get, api.get(f"/orders/{uuid.uuid4()}"))
+    answers.check(*get, api.get("/orders/not-a-uuid"))
+
+    first_page = answers.check(*listing, api.get("/orders", params={"limit": "1"}))
+    answers.check(*listing, api.get("/orders", params={"cursor": first_page.json()["nextCursor"]}))
+    answers.check(*listing, api.get("/orders", params={"limit": "501"}))
+
+
+def tour_the_event_route(api: Client, answers: AnswerLog) -> None:
+    event = ("POST", "/")
+    data = {"productQuantity": 3, "profileId": "alice"}
+    answers.check(*event, post_binary_event(api, "/", data, idempotencykey="event-tour"))
+    answers.check(*event, post_binary_event(api, "/", {**data, "productQuantity": 4}, idempotencykey="event-tour"))
+    answers.check(*event, post_binary_event(api, "/", {"productQuantity": 3}))
+    answers.check(*event, post_binary_event(api, "/", "x" * 70_000))
+    structured = {"specversion": "1.0", "type": CREATE, "source": "/tour", "id": "s-1", "data": data}
+    answers.check(*event, api.http.post(
+        api.url + "/", data=json.dumps(structured),
+        headers={"Content-Type": "application/cloudevents+json"}, timeout=30,
+    ))
+
+
+def tour_the_operations_routes(api: Client, answers: AnswerLog) -> None:
+    answers.check("GET", "/healthz", api.get("/healthz", profile=None))
+    answers.check("GET", "/metrics", api.get("/metrics", profile=None))
+    answers.check("GET", "/openapi.json", api.get("/openapi.json", profile=None))
+
+
+def tour_what_only_jwt_mode_and_a_busy_key_answer(client: Client, redis_server, answers: AnswerLog) -> None:  # type: ignore[no-untyped-def]
+    bearer = {"Authorization": "Bearer " + jwt.encode({"sub": "alice", "exp": int(time.time()) + 300}, SECRET)}
+    for method, path in (("POST", "/orders"), ("GET", "/orders"), ("GET", "/orders/{orderId}")):
+        url = path.replace("{orderId}", str(uuid.uuid4()))
+        answers.check(method, path, client.http.request(
+            method, client.url + url, json=ORDER, headers={"Idempotency-Key": "k"}, timeout=30))
+        answers.check(method, path, client.http.request(
+            method, client.url + url, json=ORDER, timeout=30,
+            headers={**bearer, "Idempotency-Key": "k", "X-Profile-Id": "mallory"}))
+
+    # A claim held by "another copy" that never finishes within the (zero) wait: 409.
+    request = OrderRequest(product_quantity=ORDER["productQuantity"], product_id=ORDER["productId"])
+    held = InFlight(fingerprint(request.canonical()), owner="another-copy")
+    redis_server.client().set(redis_key("alice", "busy"), encode(held), px=30_000)
+    answers.check("POST", "/orders", client.create(key="busy", profile=None, headers=bearer))
+    answers.check("POST", "/", post_binary_event(client, "/", {**ORDER, "profileId": "alice"}, idempotencykey="busy"))
+
+
+def tour_postgresql_down(api: Client, postgres, answers: AnswerLog) -> None:  # type: ignore[no-untyped-def]
+    postgres.stop()
+    try:
+        answers.check("POST", "/orders", api.create())
+        answers.check("GET", "/orders", api.get("/orders"))
+        answers.check("GET", "/orders/{orderId}", api.get(f"/orders/{uuid.uuid4()}"))
+        answers.check("POST", "/", post_binary_event(api, "/", {"productQuantity": 1, "profileId": "alice"}))
+        answers.check("GET", "/healthz", api.get("/healthz", profile=None))
+    finally:
+        postgres.start()
+
+
+def post_binary_event(client: Client, path: str, data: object, **extensions: str) -> requests.Response:
+    headers = {
+        "ce-specversion": "1.0", "ce-type": CREATE, "ce-source": "/openapi-tour",
+        "ce-id": str(uuid.uuid4()), "Content-Type": "application/json",
+        **{f"ce-{name}": value for name, value in extensions.items()},
+    }
+    body = data if isinstance(data, str) else json.dumps(data)
+    return client.http.post(client.url + path, data=body, headers=headers, timeout=30)
