@@ -66,9 +66,11 @@ def run(plan: Plan, *, profile: bool | None, say: Any) -> dict[str, Any]:
         results["roundTrips"] = {
             "redisGet": [roundtrips.redis_get(stack.redis_url, c, plan.seconds / 2) for c in (1, 4)],
             "postgresInsert": [roundtrips.postgres_insert(stack.database_url, c, plan.seconds / 2) for c in (1, 4)],
+            "clientCpu": roundtrips.client_cpu(stack.database_url, stack.redis_url),
         }
-        scenarios = Scenarios(plan, function_url=function.url, floor_url=floor.url,
-                              database_url=stack.database_url, redis_url=stack.redis_url, run_id=run_id)
+        storage = [server.process.pid for server in (stack.postgres, stack.redis) if server and server.process]
+        scenarios = Scenarios(plan, function=function, floor=floor, database_url=stack.database_url,
+                              redis_url=stack.redis_url, storage_pids=storage, run_id=run_id)
         say(f"seeding {plan.seed_keys} orders for replays")
         scenarios.seed()
         rounds: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in SCENARIOS}
@@ -150,6 +152,9 @@ def _ratios(scenarios: dict[str, Any]) -> dict[str, Any]:
             floor = scenarios["floor"][at]
             ratios[name][at] = {
                 "throughput": ratio(point["throughput"], floor["throughput"]),
+                # The inverse of the throughput ratio a CPU-bound copy would reach on a quiet machine.
+                "serverCpuPerRequest": ratio(point.get("serverCpuMicrosecondsPerRequest"),
+                                             floor.get("serverCpuMicrosecondsPerRequest")),
                 "p50": ratio(point["p50"], floor["p50"]),
                 "p99": ratio(point["p99"], floor["p99"]),
             }

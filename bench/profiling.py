@@ -19,8 +19,9 @@ from typing import Any
 
 SAMPLE_RATE_HZ = 250
 # Where a frame's file lives says which layer spent the time; first match wins.
+OWN_LAYER = "function/ (the orders code)"
 LAYERS = (
-    ("function/", "function/ (the orders code)"),
+    ("function/", OWN_LAYER),
     ("bench/floor/", "bench/floor (the constant)"),
     ("redis/", "redis-py"),
     ("pg8000/", "pg8000"),
@@ -70,6 +71,7 @@ def summarise(collapsed: str, top: int = 15) -> dict[str, Any]:
     self_by_layer: Counter[str] = Counter()
     self_by_function: Counter[str] = Counter()
     inclusive_by_layer: Counter[str] = Counter()
+    inclusive_by_own_function: Counter[str] = Counter()  # functions in function/ only
     total = 0
     for line in collapsed.splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -85,6 +87,8 @@ def summarise(collapsed: str, top: int = 15) -> dict[str, Any]:
         self_by_function[_short(leaf)] += count
         for layer in {_layer(frame) for frame in frames}:
             inclusive_by_layer[layer] += count
+        for own in {_short(frame) for frame in frames if _layer(frame) == OWN_LAYER}:
+            inclusive_by_own_function[own] += count
 
     def shares(counter: Counter[str], limit: int | None = None) -> dict[str, float]:
         return {name: round(100 * n / total, 1) for name, n in counter.most_common(limit)} if total else {}
@@ -94,6 +98,7 @@ def summarise(collapsed: str, top: int = 15) -> dict[str, Any]:
         "selfPercentByLayer": shares(self_by_layer),
         "inclusivePercentByLayer": shares(inclusive_by_layer),
         "selfPercentByFunction": shares(self_by_function, top),
+        "inclusivePercentByOwnFunction": shares(inclusive_by_own_function, top),
     }
 
 

@@ -71,17 +71,26 @@ def _scenarios(r: dict[str, Any]) -> list[str]:
     lines = [
         "## Scenarios against the floor (same run, same generator)",
         "",
-        "| scenario | connections | req/s | p50 ms | p95 ms | p99 ms | x floor req/s | x floor p99 | path checked |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| scenario | connections | req/s | p50 ms | p95 ms | p99 ms | x floor req/s | x floor p99 "
+        "| copy CPU µs/req (x floor) | copy CPU busy | storage CPU µs/req | path checked |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, points in r["scenarios"].items():
         for at, p in points.items():
             ratios = r["ratios"].get(name, {}).get(at, {})
             lines.append(
                 f"| {NAMES[name]} | {at} | {p['throughput']:.0f} | {p['p50']} | {p['p95']} | {p['p99']} | "
-                f"{_num(ratios.get('throughput'), 1.0)} | {_num(ratios.get('p99'), 1.0)} | {_path(p)} |"
+                f"{_num(ratios.get('throughput'), 1.0)} | {_num(ratios.get('p99'), 1.0)} | "
+                f"{p.get('serverCpuMicrosecondsPerRequest')} ({_num(ratios.get('serverCpuPerRequest'), 1.0)}) | "
+                f"{p.get('serverCpuUtilisation')} | {p.get('storageCpuMicrosecondsPerRequest')} | {_path(p)} |"
             )
-    return lines + [""]
+    return lines + [
+        "",
+        "Best of " + str(r["plan"]["rounds"]) + " round(s) per point. *copy CPU busy* is the copy's CPU "
+        "seconds per second: near 1.0 its one worker process is saturated, so the GIL, not PostgreSQL "
+        "or Redis, bounds it. *storage CPU* is PostgreSQL's and Redis's together.",
+        "",
+    ]
 
 
 def _targets(r: dict[str, Any]) -> list[str]:
@@ -119,6 +128,10 @@ def _round_trips(r: dict[str, Any]) -> list[str]:
     for name, label in (("redisGet", "Redis GET (redis-py)"), ("postgresInsert", "PostgreSQL single-row INSERT (pg8000)")):
         for p in r["roundTrips"][name]:
             lines.append(f"| {label} | {p['clients']} | {p['throughput']:.0f} | {p['p50']} | {p['p99']} |")
+    client = r["roundTrips"]["clientCpu"]
+    lines += ["", f"Driver CPU in the calling process per call (hiredis installed: {client['hiredis']}):", "",
+              "| call | CPU µs |", "|---|---:|"]
+    lines += [f"| {name} | {value} |" for name, value in client["microsecondsPerCall"].items()]
     return lines + [""]
 
 
@@ -172,8 +185,11 @@ def _profiles(r: dict[str, Any]) -> list[str]:
             continue
         layers = ", ".join(f"{layer} {share} %" for layer, share in p["selfPercentByLayer"].items())
         top = ", ".join(f"`{fn}` {share} %" for fn, share in list(p["selfPercentByFunction"].items())[:8])
+        own = ", ".join(f"`{fn}` {share} %" for fn, share in list(p["inclusivePercentByOwnFunction"].items())[:10])
         lines += [f"- **{name}** ({p['samples']} samples). Self time by layer: {layers}.",
-                  f"  Top functions: {top}.", ""]
+                  f"  Top functions (self): {top}."]
+        lines += [f"  The orders code, inclusive: {own}."] if own else []
+        lines += [""]
     return lines
 
 

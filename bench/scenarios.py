@@ -17,8 +17,10 @@ import redis
 import requests
 
 from demo.stack import Connection
+from devserver.copies import FunctionCopy
 
 from . import traffic
+from .cpu import tree_cpu_seconds
 from .loadgen import Measurement, NextRequest, measure
 from .plan import Plan
 from .stats import figures
@@ -28,12 +30,13 @@ OUTCOME_SERIES = "orders_idempotency_outcomes_total"
 
 class Scenarios:
     def __init__(
-        self, plan: Plan, *, function_url: str, floor_url: str, database_url: str, redis_url: str,
-        run_id: str,
+        self, plan: Plan, *, function: FunctionCopy, floor: FunctionCopy, database_url: str,
+        redis_url: str, storage_pids: list[int], run_id: str,
     ) -> None:
         self.plan = plan
-        self.function_url = function_url
-        self.floor_url = floor_url
+        self.function_url, self.floor_url = function.url, floor.url
+        self._pids = {function.url: _pid(function), floor.url: _pid(floor)}
+        self._storage_pids = storage_pids
         self.database_url = database_url
         self.redis = redis.Redis.from_url(redis_url)
         self.run_id = run_id
@@ -125,9 +128,17 @@ class Scenarios:
     ) -> Any:
         warmup = measure(url, connections, stream, seconds=self.plan.warmup_seconds)
         before = outcome_counts(url) if expect_outcome else Counter()
+        server_cpu, storage_cpu = tree_cpu_seconds([self._pids[url]]), tree_cpu_seconds(self._storage_pids)
         measured = measure(url, connections, stream, seconds=self.plan.seconds)
+        server_cpu = tree_cpu_seconds([self._pids[url]]) - server_cpu
+        storage_cpu = tree_cpu_seconds(self._storage_pids) - storage_cpu
         result = figures(measured)
         result["warmupRequests"] = len(warmup.answers)
+        if measured.answers:
+            # Copy at ~1.0: its one worker process is busy all the time (bound by the GIL).
+            result["serverCpuUtilisation"] = round(server_cpu / measured.wall_seconds, 2)
+            result["serverCpuMicrosecondsPerRequest"] = round(server_cpu / len(measured.answers) * 1e6)
+            result["storageCpuMicrosecondsPerRequest"] = round(storage_cpu / len(measured.answers) * 1e6)
         if expect_outcome:
             took = outcome_counts(url) - before
             result["outcomes"] = dict(took)
@@ -169,6 +180,11 @@ def _check_storm(measured: Measurement, database_url: str, profile: str, prefix:
         "originalShare": round(original / total, 4) if total else None,
         "conflicts409": statuses[409],
     }
+
+
+def _pid(copy: FunctionCopy) -> int:
+    assert copy.process is not None, "start the copy first"
+    return copy.process.pid
 
 
 def _used_memory(client: redis.Redis) -> int:

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import requests
 
@@ -104,7 +105,7 @@ def product_id(key_index: int) -> str:
     return f"k{key_index}"
 
 
-def body_for(planned: Planned) -> dict[str, object]:
+def body_for(planned: Planned) -> dict[str, Any]:
     quantity = ALTERED_QUANTITY if planned.altered else ORIGINAL_QUANTITY
     return {"productId": product_id(planned.key_index), "productQuantity": quantity}
 

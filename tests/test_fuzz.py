@@ -36,7 +36,7 @@ FUZZ_CHECKS = [
 ]
 # Per operation and mode: enough to walk every parameter's edges, small enough that the
 # whole file stays well under a minute on two shared cores.
-EXAMPLES_PER_OPERATION = 30
+EXAMPLES_PER_OPERATION = 50
 STATEFUL_SCENARIOS = 20
 KEY_NUMBERS = itertools.count()
 
@@ -105,7 +105,8 @@ def test_create_then_get_and_list_sequences_keep_to_the_document(live_schema) ->
 json_scalars = (
     st.none() | st.booleans() | st.integers()
     | st.floats(allow_nan=False, allow_infinity=False)
-    # Lone surrogates cannot be UTF-8 at all: no client can send them as body text.
+    # Valid Unicode only: a lone surrogate (which a JSON \u escape can spell) is refused as
+    # input before anything is fingerprinted (tests/test_hostile_input.py).
     | st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
 )
 json_values = st.recursive(
@@ -158,8 +159,8 @@ PRINTABLE_ASCII = " " + VISIBLE_ASCII
 bare_keys = st.text(VISIBLE_ASCII, min_size=1, max_size=MAX_KEY_LENGTH).filter(lambda k: not k.startswith('"'))
 printable_keys = st.text(PRINTABLE_ASCII, min_size=1, max_size=MAX_KEY_LENGTH)
 # A control character or anything beyond ASCII, inside a key (a tab or space at either
-# end is whitespace around the header value, not part of the key).
-forbidden = st.characters(codec="utf-8", exclude_characters=PRINTABLE_ASCII).filter(lambda c: c != "\t")
+# end would be whitespace around the header value, not part of the key).
+forbidden = st.characters(codec="utf-8", exclude_characters=PRINTABLE_ASCII)
 
 
 def rfc8941_string(key: str) -> str:

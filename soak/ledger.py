@@ -1,0 +1,52 @@
+"""What the soak's clients were told, kept so the audit can hold PostgreSQL to it."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+OrderKey = tuple[str, str]  # (profile, idempotency key)
+
+
+@dataclass(frozen=True)
+class Acknowledged:
+    order_id: str
+    answer: bytes  # the 201 body; every later answer for the key must repeat it
+    request: dict[str, Any]
+
+
+@dataclass
+class Ledger:
+    acknowledged: dict[OrderKey, Acknowledged] = field(default_factory=dict)
+    # Creates whose connection died (a copy killed under them): they may or may not have
+    # made an order, and the client never heard which.
+    cut: dict[OrderKey, dict[str, Any]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    answers: Counter[tuple[str, int]] = field(default_factory=Counter)  # (operation, status)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def acknowledge(self, order: OrderKey, request: dict[str, Any], answer: bytes, order_id: str) -> None:
+        with self._lock:
+            first = self.acknowledged.setdefault(order, Acknowledged(order_id, answer, request))
+            if first.answer != answer:
+                self.failures.append(f"{order}: two different 201 answers for one key")
+
+    def note_cut(self, order: OrderKey, request: dict[str, Any]) -> None:
+        with self._lock:
+            if order not in self.acknowledged:
+                self.cut[order] = request
+
+    def count(self, operation: str, status: int) -> None:
+        """status 0: no answer at all (connection refused or reset)."""
+        with self._lock:
+            self.answers[(operation, status)] += 1
+
+    def fail(self, message: str) -> None:
+        with self._lock:
+            self.failures.append(message)
+
+    def acknowledged_of(self, profile: str) -> list[tuple[OrderKey, Acknowledged]]:
+        with self._lock:
+            return [(key, ack) for key, ack in self.acknowledged.items() if key[0] == profile]
