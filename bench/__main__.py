@@ -102,7 +102,7 @@ def run(plan: Plan, *, profile: bool | None, say: Any) -> dict[str, Any]:
         function.stop()
         floor.stop()
         results["settingsTried"] = tuning.try_settings(
-            plan.settings_tried, top, plan.settings_seconds,
+            plan.settings_tried, top, plan.settings_seconds, plan.rounds,
             start_function=lambda env: stack.start_copy(env),
             start_floor=lambda env: stack.start_copy(env, kind=FloorCopy),
         )

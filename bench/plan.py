@@ -25,7 +25,7 @@ class Plan:
 FULL = Plan(
     seconds=5.0, warmup_seconds=1.0, concurrencies=(1, 4, 16), rounds=2, storm_duplicates=8,
     replay_keys=2000, seed_keys=40_000, cold_starts=5, big_profile_orders=100_000,
-    settings_tried=((1, 8), (1, 4), (1, 16), (2, 4), (2, 8)), settings_seconds=4.0,
+    settings_tried=((1, 8), (1, 4), (1, 16), (2, 4), (2, 8)), settings_seconds=3.0,
 )
 QUICK = Plan(
     seconds=2.0, warmup_seconds=0.5, concurrencies=(1, 16), rounds=1, storm_duplicates=8,

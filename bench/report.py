@@ -171,7 +171,8 @@ def _settings(r: dict[str, Any]) -> list[str]:
             f"{s['replay']['throughput']:.0f} ({_num(s['replayThroughputRatio'])}) | "
             f"{s['replay']['p99']} ({_num(s['replayP99Ratio'])}) |"
         )
-    return lines + ["", r["settingsReason"], ""]
+    return lines + ["", f"Best of {r['plan']['rounds']} round(s) per figure, fresh copies each round.", "",
+                    r["settingsReason"], ""]
 
 
 def _profiles(r: dict[str, Any]) -> list[str]:

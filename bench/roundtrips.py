@@ -75,7 +75,7 @@ def _round_trips(make_client: Callable[[], Callable[[], object]], clients: int, 
     }
 
 
-def client_cpu(database_url: str, redis_url: str, calls: int = 2000) -> dict[str, Any]:
+def client_cpu(database_url: str, redis_url: str, calls: int = 1000) -> dict[str, Any]:
     """CPU microseconds the drivers spend per call in this process, for the function's own
     statements: what a copy pays on top of the server's work, under the GIL.
 

@@ -9,7 +9,9 @@ import psutil
 from devserver.copies import FunctionCopy
 from demo.stack import LocalStack
 
-COUNT_CONNECTIONS = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'orders-function'"
+# The copies' connections; this query's own connection carries the same name, so not it.
+COUNT_CONNECTIONS = """SELECT count(*) FROM pg_stat_activity
+WHERE application_name = 'orders-function' AND pid <> pg_backend_pid()"""
 
 
 @dataclass(frozen=True)

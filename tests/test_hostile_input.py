@@ -173,6 +173,27 @@ def test_the_victims_key_from_another_profile_makes_that_profile_its_own_order(
 
 
 @pytest.mark.parametrize(
+    "identity",
+    [
+        pytest.param({"source": 5, "id": "1"}, id="source-a-number"),
+        pytest.param({"source": "/x", "id": {"n": 1}}, id="id-an-object"),
+        pytest.param({"source": "/x", "id": ""}, id="id-empty"),
+    ],
+)
+def test_a_structured_event_whose_source_or_id_is_not_a_non_empty_string_is_a_400(
+    api: Client, db: Database, identity: dict[str, Any]
+) -> None:
+    event = {"specversion": "1.0", "type": "com.example.order.create", "profileid": "mallory",
+             "data": {"productQuantity": 1}, **identity}
+    response = api.http.post(api.url + "/", data=json.dumps(event), timeout=30,
+                             headers={"Content-Type": "application/cloudevents+json"})
+
+    assert response.status_code == 400, response.text
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    assert db.order_count() == 0
+
+
+@pytest.mark.parametrize(
     "header_lines",
     [
         pytest.param([b"X-Profile-Id: mallory\rX-Profile-Id: victim", b"Idempotency-Key: r1"], id="cr-in-profile"),
