@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test migrate typecheck clean
+.PHONY: run test migrate typecheck clean bench demo soak
 
 run: $(STAMP)
 	$(BIN)/python -m devserver
@@ -16,10 +16,16 @@ test: $(STAMP)
 migrate: $(STAMP)
 	$(BIN)/python -m function.migrate
 
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/python -m demo --spawn 3 $(DEMO_ARGS)
+
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy function
 
-$(STAMP): requirements.txt requirements-dev.txt $(wildcard tests/*/requirements.txt)
+$(STAMP): requirements.txt requirements-dev.txt demo/requirements.txt $(wildcard tests/*/requirements.txt)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt

@@ -115,7 +115,7 @@ class Scenarios:
         profile = f"bench-storm-{self.run_id}"
         prefix = f"storm-{self._new_prefix()}"
         stream = traffic.storm(self.function_url, profile, prefix, self.plan.storm_duplicates)
-        result, measured = self._point(self.function_url, connections, stream, keep=True)
+        result, measured = self._measured_point(self.function_url, connections, stream)
         result["storm"] = _check_storm(measured, self.database_url, profile, prefix)
         return result
 
@@ -124,8 +124,13 @@ class Scenarios:
 
     def _point(
         self, url: str, connections: int, stream: NextRequest, *, expect_outcome: str | None = None,
-        keep: bool = False,
-    ) -> Any:
+    ) -> dict[str, Any]:
+        return self._measured_point(url, connections, stream, expect_outcome=expect_outcome)[0]
+
+    def _measured_point(
+        self, url: str, connections: int, stream: NextRequest, *, expect_outcome: str | None = None,
+    ) -> tuple[dict[str, Any], Measurement]:
+        """Warm-up, then the measured run: its figures, CPU, and the path it took."""
         warmup = measure(url, connections, stream, seconds=self.plan.warmup_seconds)
         before = outcome_counts(url) if expect_outcome else Counter()
         server_cpu, storage_cpu = tree_cpu_seconds([self._pids[url]]), tree_cpu_seconds(self._storage_pids)
@@ -143,7 +148,7 @@ class Scenarios:
             took = outcome_counts(url) - before
             result["outcomes"] = dict(took)
             result["tookExpectedPath"] = took[expect_outcome] == len(measured.answers)
-        return (result, measured) if keep else result
+        return result, measured
 
 
 def outcome_counts(url: str) -> Counter[str]:

@@ -45,7 +45,7 @@ def from_postgres(connection: Connection, profile: str, key_names: list[str]) ->
     return Census("PostgreSQL", [StoredOrder(row[0], index_of.get(row[1]), row[2]) for row in rows])
 
 
-def from_api(base_url: str, profile: str, key_count: int) -> Census:
+def from_api(base_url: str, profile: str, key_count: int, headers: dict[str, str] | None = None) -> Census:
     """Every page of the profile's orders; an order's productId (`k<index>`) names its key."""
     orders: list[StoredOrder] = []
     cursor: str | None = None
@@ -54,7 +54,7 @@ def from_api(base_url: str, profile: str, key_count: int) -> Census:
             params = {"profileId": profile, "limit": str(PAGE_SIZE)}
             if cursor is not None:
                 params["cursor"] = cursor
-            response = session.get(base_url + "/orders", params=params, timeout=30)
+            response = session.get(base_url + "/orders", params=params, headers=headers, timeout=30)
             response.raise_for_status()
             page = response.json()
             for document in page["orders"]:

@@ -133,9 +133,11 @@ def plan(shape: LoadShape, targets: list[str]) -> list[Planned]:
 
 
 def fire(
-    shape: LoadShape, targets: list[str], *, on_answer: Callable[[], None] = lambda: None,
+    shape: LoadShape, targets: list[str], *, headers: dict[str, str] | None = None,
+    on_answer: Callable[[], None] = lambda: None,
 ) -> Run:
-    """Send the whole plan; `on_answer` is called once per finished request (progress)."""
+    """Send the whole plan; `headers` go on every request (a Host for a Knative route
+    reached through a port-forward); `on_answer` is called once per finished request."""
     run_id = uuid.uuid4().hex[:10]
     profile = f"demo-{run_id}"  # unique per run, so every count below is this run's own
     key_names = [f"{run_id}-{k}" for k in range(shape.keys)]
@@ -156,7 +158,8 @@ def fire(
                 pass  # a stuck client must not stop the others: go on unsynchronised
             if slot >= len(wave):
                 continue
-            result = _send(wave[slot], sessions[wave[slot].target], profile, key_names, shape, jitter)
+            result = _send(wave[slot], sessions[wave[slot].target], profile, key_names, shape, jitter,
+                           headers or {})
             with lock:
                 results.append(result)
             on_answer()
@@ -174,12 +177,12 @@ def fire(
 
 def _send(
     planned: Planned, session: requests.Session, profile: str, key_names: list[str],
-    shape: LoadShape, jitter: random.Random,
+    shape: LoadShape, jitter: random.Random, extra_headers: dict[str, str],
 ) -> Result:
     """The request and its retries: a timed-out attempt is retried with the same key and
     body, as a real client does, while the server may still be finishing the first."""
     result = Result(planned)
-    headers = {"Idempotency-Key": key_names[planned.key_index], "X-Profile-Id": profile}
+    headers = {**extra_headers, "Idempotency-Key": key_names[planned.key_index], "X-Profile-Id": profile}
     body = body_for(planned)
     for attempt_number in range(shape.max_attempts):
         timeout = planned.impatient_timeout_seconds if attempt_number == 0 else None

@@ -62,6 +62,24 @@ def connect_kwargs(url: str, connect_timeout_seconds: float) -> dict[str, Any]:
     }
 
 
+class Session:
+    """A pooled connection and the statements already prepared on it.
+
+    Preparing once per connection saves pg8000 re-parsing the SQL text (~170 us of CPU
+    per call here) and PostgreSQL re-planning it. (Not for a transaction-mode PgBouncer.)
+    """
+
+    def __init__(self, connection: pg8000.native.Connection) -> None:
+        self.connection = connection
+        self._prepared: dict[str, Any] = {}
+
+    def run(self, sql: str, **params: Any) -> list[list[Any]]:
+        statement = self._prepared.get(sql)
+        if statement is None:
+            statement = self._prepared[sql] = self.connection.prepare(sql)
+        return statement.run(**params)
+
+
 class ConnectionPool:
     """At most `size` connections, lent one per thread, made on first need."""
 
@@ -85,12 +103,12 @@ class ConnectionPool:
         self._socket_timeout = statement_timeout_seconds + 1.0
         self._wait_seconds = connect_timeout_seconds
         self._slots = threading.BoundedSemaphore(size)
-        self._idle: queue.LifoQueue[pg8000.native.Connection] = queue.LifoQueue()
+        self._idle: queue.LifoQueue[Session] = queue.LifoQueue()
         self._pid = os.getpid()
         self._on_first_connection = on_first_connection
         self._first_lock = threading.Lock()
 
-    def run(self, work: Callable[[pg8000.native.Connection], T]) -> T:
+    def run(self, work: Callable[[Session], T]) -> T:
         """Run `work` on a pooled connection; driver failures become StoreUnavailable.
 
         A pooled connection that PostgreSQL dropped (a restart, an idle kill) fails on
@@ -100,8 +118,8 @@ class ConnectionPool:
         for attempt in (1, 2):
             reused = False
             try:
-                with self._lend() as (connection, reused):
-                    return work(connection)
+                with self._lend() as (session, reused):
+                    return work(session)
             except (InterfaceError, OSError, struct.error) as exc:
                 if attempt == 1 and reused and not _timed_out(exc):
                     continue
@@ -113,36 +131,36 @@ class ConnectionPool:
         raise AssertionError("unreachable")
 
     @contextmanager
-    def _lend(self) -> Iterator[tuple[pg8000.native.Connection, bool]]:
+    def _lend(self) -> Iterator[tuple[Session, bool]]:
         """Lend a connection; close it instead of returning it if anything failed."""
         if not self._slots.acquire(timeout=self._wait_seconds):
             raise StoreUnavailable("every PostgreSQL connection of this copy stayed busy")
         try:
-            connection, reused = self._take()
+            session, reused = self._take()
             try:
-                yield connection, reused
+                yield session, reused
             except BaseException:
-                _close_quietly(connection)
+                _close_quietly(session.connection)
                 raise
-            self._idle.put(connection)
+            self._idle.put(session)
         finally:
             self._slots.release()
 
     def close(self) -> None:
         while True:
             try:
-                _close_quietly(self._idle.get_nowait())
+                _close_quietly(self._idle.get_nowait().connection)
             except queue.Empty:
                 return
 
-    def _take(self) -> tuple[pg8000.native.Connection, bool]:
+    def _take(self) -> tuple[Session, bool]:
         if os.getpid() != self._pid:  # forked: the parent's sockets are not ours to use
             self._idle = queue.LifoQueue()
             self._pid = os.getpid()
         try:
             return self._idle.get_nowait(), True
         except queue.Empty:
-            return self._connect(), False
+            return Session(self._connect()), False
 
     def _connect(self) -> pg8000.native.Connection:
         connection = pg8000.native.Connection(**self._kwargs)

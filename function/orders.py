@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-import pg8000.native
-
-from .database import ConnectionPool
+from .database import ConnectionPool, Session
 from .inputs import OrderRequest
 
 _COLUMNS = (
@@ -75,7 +73,7 @@ class OrderStore:
     ) -> tuple[Order, bool]:
         """The order for (profile, key), and whether this call created it."""
 
-        def work(connection: pg8000.native.Connection) -> tuple[Order, bool]:
+        def work(connection: Session) -> tuple[Order, bool]:
             rows = connection.run(
                 INSERT_UNLESS_KEY_EXISTS, profile=profile, key=key, fingerprint=fingerprint,
                 product_id=request.product_id, quantity=request.product_quantity,
@@ -91,7 +89,7 @@ class OrderStore:
         return _order(rows[0]) if rows else None
 
     def newest(self, profile: str, limit: int, below: int | None) -> Page:
-        def work(connection: pg8000.native.Connection) -> list[list[Any]]:
+        def work(connection: Session) -> list[list[Any]]:
             if below is None:
                 return connection.run(SELECT_NEWEST, profile=profile, limit=limit + 1)
             return connection.run(SELECT_NEWEST_BELOW, profile=profile, below=below, limit=limit + 1)

@@ -3,7 +3,10 @@
 CREATE TABLE orders (
     order_id          uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
     -- Sequential, not gapless: an INSERT that loses ON CONFLICT still uses a number.
-    order_number      bigint      GENERATED ALWAYS AS IDENTITY UNIQUE,
+    -- Unique by construction (GENERATED ALWAYS); no table-wide unique index on purpose:
+    -- the planner would walk it backwards past every other profile's orders to serve
+    -- an old page of one profile, instead of using orders_profile_newest below.
+    order_number      bigint      GENERATED ALWAYS AS IDENTITY,
     profile_id        text        NOT NULL CHECK (profile_id ~ '^[A-Za-z0-9._:-]{1,64}$'),
     -- NULL only when IDEMPOTENCY_KEY_REQUIRED=false and the client sent none.
     idempotency_key   text        CHECK (char_length(idempotency_key) BETWEEN 1 AND 255),
