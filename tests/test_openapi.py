@@ -16,7 +16,7 @@ from openapi_spec_validator import validate
 
 from conftest import ORDER, Client, Database
 from function.fingerprint import fingerprint
-from function.inputs import OrderRequest
+from function.inputs import order_request_from
 from function.records import InFlight, encode, redis_key
 from hardening.documented import (
     AnswerLog,
@@ -137,8 +137,7 @@ def tour_what_only_jwt_mode_and_a_busy_key_answer(client: Client, redis_server, 
             headers={**bearer, "Idempotency-Key": "k", "X-Profile-Id": "mallory"}))
 
     # A claim held by "another copy" that never finishes within the (zero) wait: 409.
-    request = OrderRequest(product_quantity=ORDER["productQuantity"], product_id=ORDER["productId"])
-    held = InFlight(fingerprint(request.canonical()), owner="another-copy")
+    held = InFlight(fingerprint(order_request_from(ORDER).canonical()), owner="another-copy")
     redis_server.client().set(redis_key("alice", "busy"), encode(held), px=30_000)
     answers.check("POST", "/orders", client.create(key="busy", profile=None, headers=bearer))
     answers.check("POST", "/", post_binary_event(client, "/", {**ORDER, "profileId": "alice"}, idempotencykey="busy"))
