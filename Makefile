@@ -33,3 +33,6 @@ $(STAMP): requirements.txt requirements-dev.txt demo/requirements.txt $(wildcard
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache
+
+soak: $(STAMP)
+	$(BIN)/python -m soak --minutes $(or $(MINUTES),3) --copies 3

@@ -62,8 +62,10 @@ def _parse(request: flask.Request) -> CloudEvent:
     try:
         # Binary-mode data is kept as bytes and decoded by our own strict JSON reader.
         return from_http(dict(request.headers), body, data_unmarshaller=lambda raw: raw)
-    except GenericException as exc:
-        # The SDK's message can quote the request back: name the kind of fault only.
+    except (GenericException, ValueError, RecursionError) as exc:
+        # The SDK parses a structured event itself: a body that is not UTF-8 raises
+        # UnicodeDecodeError (a ValueError), one nested too deeply RecursionError.
+        # Its message can quote the request back: name the kind of fault only.
         raise InvalidEvent(f"not a valid CloudEvent ({type(exc).__name__})") from None
 
 
@@ -96,7 +98,11 @@ def _idempotency_key(event: CloudEvent) -> str:
     explicit = event.get("idempotencykey")
     if explicit is not None:
         return parse_idempotency_key(str(explicit))
-    identity = f"{event['source']}\n{event['id']}".encode()
+    source, event_id = event["source"], event["id"]
+    if not (isinstance(source, str) and source and isinstance(event_id, str) and event_id):
+        raise InvalidEvent("source and id must be non-empty strings")
+    # surrogatepass: a structured event's JSON may spell a lone surrogate; it still hashes.
+    identity = f"{source}\n{event_id}".encode("utf-8", "surrogatepass")
     return "ce:" + hashlib.sha256(identity).hexdigest()
 
 

@@ -23,6 +23,11 @@ from .records import Decision, Done, InFlight, decide, redis_key
 from .settings import Settings
 
 FIRST_POLL_SECONDS, LAST_POLL_SECONDS = 0.005, 0.1
+# A claim still in flight after this long is checked once against PostgreSQL. A create
+# takes a few ms, so storm duplicates rarely pay for the read; a stale claim (one a hung
+# Redis ran after its request had finished on PostgreSQL alone, or one whose owner died
+# after committing) then blocks its key for this long instead of the whole lease.
+STALE_CLAIM_CHECK_SECONDS = 0.1
 
 
 class Outcome(str, enum.Enum):
@@ -65,8 +70,9 @@ class IdempotencyEngine:
 
         record_key = redis_key(profile, key)
         claim = InFlight(request_fingerprint, owner=secrets.token_urlsafe(16))
-        deadline = time.monotonic() + self._wait_seconds
-        poll_seconds, waited = FIRST_POLL_SECONDS, False
+        started = time.monotonic()
+        deadline = started + self._wait_seconds
+        poll_seconds, waited, checked_postgres = FIRST_POLL_SECONDS, False, False
         while True:
             try:
                 found = self._claims.claim_or_read(record_key, claim, self._lease_ms)
@@ -80,8 +86,13 @@ class IdempotencyEngine:
             if isinstance(found, Done):  # Decision.REPLAY
                 outcome = Outcome.WAITED if waited else Outcome.REPLAYED_REDIS
                 return Answer(found.order_id, found.body, outcome)
-            # Decision.WAIT: the original is in flight on some copy.
+            # Decision.WAIT: the original is in flight on some copy, or the claim is stale.
             now = time.monotonic()
+            if not checked_postgres and (now - started >= STALE_CLAIM_CHECK_SECONDS or now >= deadline):
+                checked_postgres = True
+                stored = self._stored_answer(profile, key, request_fingerprint)
+                if stored is not None:
+                    return stored
             if now >= deadline:
                 raise RequestInFlight(
                     "the first request with this key is still in flight; retry shortly",
@@ -108,6 +119,15 @@ class IdempotencyEngine:
         if order.fingerprint != claim.fingerprint and not self._replay_on_mismatch:
             raise _mismatch()
         return Answer(order.order_id, order.body(), Outcome.REPLAYED_POSTGRES, degraded)
+
+    def _stored_answer(self, profile: str, key: str, request_fingerprint: str) -> Answer | None:
+        """The order PostgreSQL holds for the key, whatever Redis says, if there is one."""
+        stored = self._orders.find(profile, key)
+        if stored is None:
+            return None
+        if stored.fingerprint != request_fingerprint and not self._replay_on_mismatch:
+            raise _mismatch()
+        return Answer(stored.order_id, stored.body(), Outcome.REPLAYED_POSTGRES)
 
     def _remember(self, record_key: str, owner: str | None, order: Order) -> None:
         done = Done(order.fingerprint, order.order_id, order.body())

@@ -25,6 +25,10 @@ MAX_QUANTITY = 10_000
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 500
 PROFILE_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 PRODUCT_ID_MAX_LENGTH = 64
+MAX_ORDER_NUMBER = 2**63 - 1  # order_number is a PostgreSQL bigint
+# Text PostgreSQL cannot store (NUL) or UTF-8 cannot encode (a lone surrogate, which a
+# JSON \u escape can spell): refused as input rather than failing at the INSERT.
+_UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
 _BARE_KEY = re.compile(r"[\x21-\x7e]+")
 # RFC 8941 sf-string: printable ASCII, with only \" and \\ as escapes.
 _QUOTED_KEY = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"')
@@ -111,9 +115,11 @@ def order_request_from(document: Any, *, allowed_extra: frozenset[str] = frozens
     product_id = document.get("productId")
     if product_id is not None and (
         not isinstance(product_id, str) or not 1 <= len(product_id) <= PRODUCT_ID_MAX_LENGTH
+        or _UNSTORABLE_TEXT.search(product_id)
     ):
         errors.append(
-            {"field": "productId", "message": f"must be a string of 1-{PRODUCT_ID_MAX_LENGTH} characters"}
+            {"field": "productId",
+             "message": f"must be a string of 1-{PRODUCT_ID_MAX_LENGTH} characters, without NUL"}
         )
     if errors:
         fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
@@ -149,7 +155,7 @@ def parse_cursor(raw: str | None) -> int | None:
     try:
         text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("ascii")
         version, number = text.split(":")
-        if version != "v1" or not number.isdigit():
+        if version != "v1" or not number.isdigit() or int(number) > MAX_ORDER_NUMBER:
             raise ValueError
         return int(number)
     except (ValueError, binascii.Error, UnicodeDecodeError):

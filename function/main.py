@@ -13,6 +13,7 @@ import time
 from typing import Any, Callable, Mapping
 
 import flask
+import functions_framework
 from werkzeug.exceptions import MethodNotAllowed as RoutingMethodNotAllowed
 from werkzeug.exceptions import NotFound as RoutingNotFound
 from werkzeug.routing import Map, Rule
@@ -50,6 +51,18 @@ ENDPOINTS: dict[str, Callable[..., flask.Response]] = {
     "openapi": routes.openapi,
     "event": events.handle,
 }
+
+
+def _framework_not_found(error: Exception) -> flask.Response:
+    """A path functions-framework's own routes never pass to `handle` (one holding a
+    newline; /robots.txt, /favicon.ico) gets the same problem+json 404 as any other."""
+    response = _problem_response(NotFound("no such route"), routes.Trace())
+    response.headers["X-Served-By"] = f"{HOSTNAME}/{os.getpid()}"
+    return response
+
+
+# functions-framework points `errorhandler` at its Flask app while it loads this module.
+functions_framework.errorhandler(404)(_framework_not_found)
 
 
 def handle(request: flask.Request) -> flask.Response:

@@ -84,6 +84,11 @@ class OrderStore:
 
         return self._pool.run(work)
 
+    def find(self, profile: str, key: str) -> Order | None:
+        """The order stored for (profile, key), if any: what any claim in Redis stands for."""
+        rows = self._pool.run(lambda c: c.run(SELECT_BY_KEY, profile=profile, key=key))
+        return _order(rows[0]) if rows else None
+
     def get(self, profile: str, order_id: str) -> Order | None:
         rows = self._pool.run(lambda c: c.run(SELECT_BY_ID, order_id=order_id, profile=profile))
         return _order(rows[0]) if rows else None
