@@ -20,7 +20,7 @@ from typing import Any
 from demo.stack import LocalStack
 
 from . import ceiling, coldstart, listing, machine, report, roundtrips, targets, tuning, wrk
-from .copies import FloorCopy
+from .copies import floor_command
 from .loadgen import measure, request_bytes
 from .plan import FULL, QUICK, Plan
 from .profiling import profile_while
@@ -52,7 +52,7 @@ def run(plan: Plan, *, profile: bool | None, say: Any) -> dict[str, Any]:
     with LocalStack(0, env=knative, durable_postgres=True) as stack:
         say("PostgreSQL, Redis, the function and the floor are starting")
         function = stack.start_copy()
-        floor = stack.start_copy(kind=FloorCopy)
+        floor = stack.start_copy(command=floor_command())
         results: dict[str, Any] = {
             **machine.describe(stack.database_url, stack.redis_url),
             "quick": plan is QUICK, "plan": asdict(plan),
@@ -104,7 +104,7 @@ def run(plan: Plan, *, profile: bool | None, say: Any) -> dict[str, Any]:
         results["settingsTried"] = tuning.try_settings(
             plan.settings_tried, top, plan.settings_seconds, plan.rounds,
             start_function=lambda env: stack.start_copy(env),
-            start_floor=lambda env: stack.start_copy(env, kind=FloorCopy),
+            start_floor=lambda env: stack.start_copy(env, command=floor_command()),
         )
         results["settingsReason"] = report.SETTINGS_REASON
         results["loadAverageAtEnd"] = [round(value, 2) for value in os.getloadavg()]

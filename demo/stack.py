@@ -91,12 +91,12 @@ class LocalStack:
 
     def start_copy(
         self, env: Mapping[str, str] | None = None, *, wait: bool = True,
-        kind: type[FunctionCopy] = FunctionCopy,
+        command: str | None = None,
     ) -> FunctionCopy:
         """One more copy (stopped with the stack); its output goes to a log in workdir.
-        `kind` may be a FunctionCopy subclass serving something else (the bench's floor)."""
+        `command` may serve something else than the Procfile's (the bench's floor)."""
         log = self.workdir / f"copy-{len(self.copies)}.log"
-        copy = kind({**self.copy_env, **(env or {})}, log=log)
+        copy = FunctionCopy({**self.copy_env, **(env or {})}, log=log, command=command)
         self.copies.append(copy)
         return copy.start(wait=wait)
 

@@ -26,9 +26,13 @@ def web_command(procfile: Path = PROJECT_ROOT / "Procfile") -> str:
 
 
 class FunctionCopy:
-    """One copy of the function on its own port."""
+    """One copy of the function on its own port; `command` defaults to the Procfile's."""
 
-    def __init__(self, env: Mapping[str, str], *, port: int | None = None, log: Path | None = None):
+    def __init__(
+        self, env: Mapping[str, str], *, port: int | None = None, log: Path | None = None,
+        command: str | None = None,
+    ):
+        self.command = command or web_command()
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._env = {**os.environ, **env, "PORT": str(self.port)}
@@ -40,7 +44,7 @@ class FunctionCopy:
     def start(self, *, wait: bool = True) -> FunctionCopy:
         output = open(self._log, "ab") if self._log else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            ["/bin/sh", "-c", "exec " + web_command()], cwd=PROJECT_ROOT, env=self._env,
+            ["/bin/sh", "-c", "exec " + self.command], cwd=PROJECT_ROOT, env=self._env,
             stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
         )
         if wait:

@@ -24,8 +24,9 @@ from .problems import StoreUnavailable
 T = TypeVar("T")
 
 # Server states a retry can outlive: connection failures, shutdown, too many clients,
-# a statement or lock timeout.
-_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57", "55P03", "40P01", "40001")
+# a statement or lock timeout, and a schema not applied yet (AUTO_MIGRATE=false before
+# `python -m function.migrate` has run).
+_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57", "55P03", "40P01", "40001", "42P01")
 _UNAVAILABLE_DETAIL = "PostgreSQL did not answer in time; nothing was written, retry with the same key"
 
 

@@ -1,0 +1,104 @@
+"""The contract's settings change what clients see, copy by copy."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from conftest import Client, Database, assert_problem
+
+pytestmark = pytest.mark.multiprocess
+
+
+def outcomes(client: Client, outcome: str) -> float:
+    text = client.get("/metrics", profile=None).text
+    match = re.search(rf'orders_idempotency_outcomes_total{{outcome="{outcome}"}} (\S+)', text)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_on_mismatch_replay_answers_a_changed_body_with_the_original_order(
+    start_copies, db: Database, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    (copy,) = start_copies(1, IDEMPOTENCY_ON_MISMATCH="replay")
+    client = Client(copy.url)
+    original = client.create({"productQuantity": 2}, key="k")
+
+    changed = client.create({"productQuantity": 9}, key="k")
+    redis_server.client().flushall()
+    changed_after_flush = client.create({"productQuantity": 7}, key="k")
+
+    for answer in (changed, changed_after_flush):
+        assert answer.status_code == 201 and answer.content == original.content
+        assert answer.headers["Idempotent-Replayed"] == "true"
+    assert db.order_count() == 1
+
+
+def test_without_required_keys_a_keyless_post_creates_an_order_each_time(start_copies, db: Database) -> None:  # type: ignore[no-untyped-def]
+    (copy,) = start_copies(1, IDEMPOTENCY_KEY_REQUIRED="false")
+    client = Client(copy.url)
+
+    first, second = client.create(key=None), client.create(key=None)
+    keyed, keyed_again = client.create(key="still-deduplicated"), client.create(key="still-deduplicated")
+
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert first.json()["orderId"] != second.json()["orderId"]
+    assert keyed_again.content == keyed.content
+    assert db.order_count() == 3
+
+
+def test_a_finished_key_leaves_redis_after_the_ttl_and_is_then_replayed_from_postgresql(
+    start_copies, db: Database
+) -> None:  # type: ignore[no-untyped-def]
+    (copy,) = start_copies(1, IDEMPOTENCY_TTL_SECONDS="1")
+    client = Client(copy.url)
+    original = client.create(key="short-lived")
+    client.create(key="short-lived")
+    assert outcomes(client, "replayed-redis") == 1
+
+    time.sleep(1.3)
+    replay = client.create(key="short-lived")
+
+    assert replay.content == original.content
+    assert outcomes(client, "replayed-postgres") == 1
+    assert db.order_count() == 1
+
+
+def test_a_duplicate_gives_up_after_the_wait_with_a_409_and_retry_after(
+    start_copies, db: Database, redis_server
+) -> None:  # type: ignore[no-untyped-def]
+    from function.records import InFlight, encode, redis_key
+
+    (copy,) = start_copies(1, IDEMPOTENCY_WAIT_SECONDS="0.4")
+    # An original in flight elsewhere: its claim, held for 10 s.
+    redis_server.client().set(redis_key("alice", "busy"), encode(InFlight(_fingerprint(), "elsewhere")), px=10_000)
+
+    started = time.monotonic()
+    answer = Client(copy.url).create(key="busy")
+    waited = time.monotonic() - started
+
+    assert_problem(answer, 409, "in flight")
+    assert int(answer.headers["Retry-After"]) >= 1
+    assert 0.4 <= waited < 3
+    assert db.order_count() == 0
+
+
+def test_without_auto_migrate_an_unmigrated_database_is_a_503_not_a_500(
+    start_copies, postgres
+) -> None:  # type: ignore[no-untyped-def]
+    admin = postgres.connect()
+    admin.run("DROP DATABASE IF EXISTS unmigrated")
+    admin.run("CREATE DATABASE unmigrated")
+    admin.close()
+    (copy,) = start_copies(1, AUTO_MIGRATE="false", DATABASE_URL=postgres.url.rsplit("/", 1)[0] + "/unmigrated")
+
+    assert_problem(Client(copy.url).create(key="k"), 503)
+
+
+def _fingerprint() -> str:
+    from conftest import ORDER
+    from function.fingerprint import fingerprint
+    from function.inputs import order_request_from
+
+    return fingerprint(order_request_from(ORDER).canonical())
