@@ -16,6 +16,7 @@ from cloudevents.http import CloudEvent, from_http
 
 from .inputs import check_profile, decode_json, order_request_from, parse_idempotency_key
 from .problems import InvalidEvent, InvalidProfile
+from .records import key_hash
 from .routes import Trace, read_body
 from .service import Service
 
@@ -42,6 +43,7 @@ def handle(request: flask.Request, service: Service, trace: Trace) -> flask.Resp
     data = _data_object(event.data)
     trace.profile = _profile(data, event.get("profileid"))
     key = _idempotency_key(event)
+    trace.key_hash = key_hash(trace.profile, key)
     order_request = order_request_from(data, allowed_extra=frozenset({"profileId"}))
     answer = service.engine.create_order(trace.profile, key, order_request)
     trace.note(answer)
