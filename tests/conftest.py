@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import hypothesis
 import pytest
 import requests
 
@@ -19,6 +20,12 @@ from devserver.servers import PostgresServer, RedisServer
 from function.migrate import apply_migrations
 
 ORDER = {"productId": "sku-1", "productQuantity": 2}
+
+# Generated tests (Hypothesis, schemathesis) are repeatable by default, so a run passes or
+# fails the same way on every machine; HYPOTHESIS_PROFILE=explore draws fresh examples.
+hypothesis.settings.register_profile("repeatable", derandomize=True, database=None)
+hypothesis.settings.register_profile("explore")
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(scope="session")
