@@ -3,36 +3,43 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# `make run` installs only what serving needs, so a new clone answers within a minute;
+# the test, demo and bench tools (hundreds of MB of schemas and SDKs) come with `make test`.
+LOCAL  := $(VENV)/.installed-local
+DEV    := $(VENV)/.installed-dev
 
-.PHONY: run test migrate typecheck clean bench demo soak
+.PHONY: run test migrate typecheck bench demo soak clean
 
-run: $(STAMP)
+run: $(LOCAL)
 	$(BIN)/python -m devserver
 
-test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
-
-migrate: $(STAMP)
+migrate: $(LOCAL)
 	$(BIN)/python -m function.migrate
 
-bench: $(STAMP)
-	$(BIN)/python -m bench $(BENCH_ARGS)
+test: $(DEV)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-demo: $(STAMP)
-	$(BIN)/python -m demo --spawn 3 $(DEMO_ARGS)
-
-typecheck: $(STAMP)
+typecheck: $(DEV)
 	$(BIN)/python -m mypy function
 
-$(STAMP): requirements.txt requirements-dev.txt demo/requirements.txt $(wildcard tests/*/requirements.txt)
+bench: $(DEV)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+demo: $(DEV)
+	$(BIN)/python -m demo --spawn 3 $(DEMO_ARGS)
+
+soak: $(DEV)
+	$(BIN)/python -m soak --minutes $(or $(MINUTES),3) --copies 3
+
+$(LOCAL): requirements.txt requirements-local.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-local.txt
+	touch $@
+
+$(DEV): $(LOCAL) requirements-dev.txt demo/requirements.txt $(wildcard tests/*/requirements.txt)
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
+	touch $@
 
 clean:
-	rm -rf $(VENV) .local .pytest_cache .mypy_cache
-
-soak: $(STAMP)
-	$(BIN)/python -m soak --minutes $(or $(MINUTES),3) --copies 3
+	rm -rf $(VENV) .local .pytest_cache .mypy_cache .hypothesis
