@@ -27,6 +27,10 @@ STATE_DIR = Path(os.environ.get("ORDERS_STATE_DIR", PROJECT_ROOT / ".local"))
 
 
 def main() -> int:
+    # Ctrl-C and SIGTERM both unwind the ExitStack, stopping everything started so far;
+    # SIGINT is set explicitly because a shell starting us in the background ignores it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     env = dict(os.environ)
     port = int(env.get("PORT", "8080"))
     with ExitStack() as started:
@@ -50,7 +54,6 @@ def main() -> int:
         started.callback(copy.stop)
         copy.wait_ready()
         print(_welcome(copy.url), flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             while copy.process is not None and copy.process.poll() is None:
                 time.sleep(0.5)

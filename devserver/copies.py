@@ -26,7 +26,8 @@ def web_command(procfile: Path = PROJECT_ROOT / "Procfile") -> str:
 
 
 class FunctionCopy:
-    """One copy of the function on its own port; `command` defaults to the Procfile's."""
+    """One copy of the function on its own port; `command` defaults to the Procfile's.
+    Its output goes to `log`, or to our own stdout (the terminal of `make run`)."""
 
     def __init__(
         self, env: Mapping[str, str], *, port: int | None = None, log: Path | None = None,
@@ -42,11 +43,15 @@ class FunctionCopy:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *, wait: bool = True) -> FunctionCopy:
-        output = open(self._log, "ab") if self._log else subprocess.DEVNULL
-        self.process = subprocess.Popen(
-            ["/bin/sh", "-c", "exec " + self.command], cwd=PROJECT_ROOT, env=self._env,
-            stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        output = open(self._log, "ab") if self._log else None
+        try:
+            self.process = subprocess.Popen(
+                ["/bin/sh", "-c", "exec " + self.command], cwd=PROJECT_ROOT, env=self._env,
+                stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        finally:
+            if output is not None:
+                output.close()  # the child holds its own descriptor
         if wait:
             self.wait_ready()
         return self
