@@ -42,6 +42,7 @@ ROUTES = Map(
     ],
     strict_slashes=False,
 )
+ROUTER = ROUTES.bind("")  # bound once: matching only reads it, so every thread may share it
 ENDPOINTS: dict[str, Callable[..., flask.Response]] = {
     "create": routes.create_order,
     "list": routes.list_orders,
@@ -88,7 +89,7 @@ def handle(request: flask.Request) -> flask.Response:
 
 def _match(request: flask.Request) -> tuple[str, Mapping[str, Any]]:
     try:
-        endpoint, arguments = ROUTES.bind("").match(request.path, method=request.method)
+        endpoint, arguments = ROUTER.match(request.path, method=request.method)
     except RoutingMethodNotAllowed as exc:
         allowed = ", ".join(sorted(exc.valid_methods or []))
         raise MethodNotAllowed(f"this route allows {allowed}", headers={"Allow": allowed}) from None
