@@ -147,13 +147,6 @@ class ConnectionPool:
         finally:
             self._slots.release()
 
-    def close(self) -> None:
-        while True:
-            try:
-                _close_quietly(self._idle.get_nowait().connection)
-            except queue.Empty:
-                return
-
     def _take(self) -> tuple[Session, bool]:
         if os.getpid() != self._pid:  # forked: the parent's sockets are not ours to use
             self._idle = queue.LifoQueue()
