@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -156,6 +157,12 @@ class Client:
         if "data" not in kwargs:
             kwargs["json"] = body
         return self.http.post(self.url + "/orders", headers=sent, timeout=timeout, **kwargs)
+
+    def outcome_count(self, outcome: str) -> float:
+        """This copy's orders_idempotency_outcomes_total for one outcome, from /metrics."""
+        text = self.get("/metrics", profile=None).text
+        match = re.search(rf'orders_idempotency_outcomes_total{{outcome="{outcome}"}} (\S+)', text)
+        return float(match.group(1)) if match else 0.0
 
     def get(self, path: str, *, profile: str | None = "alice", **kwargs: Any) -> requests.Response:
         headers = {"X-Profile-Id": profile} if profile is not None else {}

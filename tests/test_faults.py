@@ -3,7 +3,6 @@ a copy that dies holding a claim."""
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 
@@ -15,28 +14,22 @@ from conftest import Client, Database, assert_problem
 pytestmark = pytest.mark.multiprocess
 
 
-def outcome_count(client: Client, outcome: str) -> float:
-    text = client.get("/metrics", profile=None).text
-    match = re.search(rf'orders_idempotency_outcomes_total{{outcome="{outcome}"}} (\S+)', text)
-    return float(match.group(1)) if match else 0.0
-
-
 def test_a_replay_after_redis_was_flushed_returns_the_same_order_from_postgresql(
     api: Client, db: Database, redis_server
 ) -> None:  # type: ignore[no-untyped-def]
     first = api.create(key="flushed")
     redis_server.client().flushall()
-    before = outcome_count(api, "replayed-postgres")
+    before = api.outcome_count("replayed-postgres")
 
     replay = api.create(key="flushed")
 
     assert replay.status_code == 201 and replay.content == first.content
     assert replay.headers["Idempotent-Replayed"] == "true"
-    assert outcome_count(api, "replayed-postgres") == before + 1
+    assert api.outcome_count("replayed-postgres") == before + 1
     assert db.order_count() == 1
     # ... and the answer is back in Redis for the next replay.
     assert api.create(key="flushed").content == first.content
-    assert outcome_count(api, "replayed-redis") >= 1
+    assert api.outcome_count("replayed-redis") >= 1
 
 
 def test_a_changed_body_after_redis_was_flushed_is_still_a_422(api: Client, db: Database, redis_server) -> None:  # type: ignore[no-untyped-def]
@@ -79,11 +72,11 @@ def test_the_redis_fast_path_comes_back_by_itself_after_a_restart(
     time.sleep(1.2)  # past the cool-down after the first failure
     api.create(key="after-restart")
     api.create(key="after-restart")  # maybe still from PostgreSQL if the client reconnected late
-    before = outcome_count(api, "replayed-redis")
+    before = api.outcome_count("replayed-redis")
 
     api.create(key="after-restart")
 
-    assert outcome_count(api, "replayed-redis") == before + 1
+    assert api.outcome_count("replayed-redis") == before + 1
 
 
 def test_postgresql_stopped_is_a_503_that_leaves_no_row_and_no_stuck_key(

@@ -25,12 +25,6 @@ POSTGRES_HANG_NOTICED_SECONDS = POSTGRES_TIMEOUT_SECONDS + 1.0 + 1.5
 COOL_DOWN_SECONDS = 1.0  # function/claims.py: Redis is skipped this long after a failure
 
 
-def outcome_count(client: Client, outcome: str) -> float:
-    text = client.get("/metrics", profile=None).text
-    match = re.search(rf'orders_idempotency_outcomes_total{{outcome="{outcome}"}} (\S+)', text)
-    return float(match.group(1)) if match else 0.0
-
-
 def degraded_count(client: Client) -> float:
     text = client.get("/metrics", profile=None).text
     match = re.search(r"^orders_degraded_operations_total (\S+)$", text, re.MULTILINE)
@@ -79,15 +73,15 @@ def test_after_redis_resumes_the_fast_path_comes_back_by_itself(
     finally:
         redis_server.resume()
     resumed_at = time.monotonic()
-    before = outcome_count(api, "replayed-redis")
+    before = api.outcome_count("replayed-redis")
 
     # A new key, created and replayed until Redis serves the replay again.
     created = api.create(key="after-resume")
-    while outcome_count(api, "replayed-redis") == before and time.monotonic() - resumed_at < 10:
+    while api.outcome_count("replayed-redis") == before and time.monotonic() - resumed_at < 10:
         assert api.create(key="after-resume").content == created.content
         time.sleep(0.1)
 
-    assert outcome_count(api, "replayed-redis") > before
+    assert api.outcome_count("replayed-redis") > before
     assert time.monotonic() - resumed_at < COOL_DOWN_SECONDS + 2.0
 
 

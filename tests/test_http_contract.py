@@ -253,17 +253,12 @@ def test_healthz_reports_both_stores(api: Client) -> None:
 
 
 def test_metrics_count_outcomes_in_prometheus_text(api: Client) -> None:
-    def outcome(name: str) -> float:
-        text = api.get("/metrics", profile=None).text
-        match = re.search(rf'orders_idempotency_outcomes_total{{outcome="{name}"}} (\S+)', text)
-        return float(match.group(1)) if match else 0.0
-
-    before_created, before_replayed = outcome("created"), outcome("replayed-redis")
+    before_created, before_replayed = api.outcome_count("created"), api.outcome_count("replayed-redis")
     api.create(key="m")
     api.create(key="m")
 
-    assert outcome("created") == before_created + 1
-    assert outcome("replayed-redis") == before_replayed + 1
+    assert api.outcome_count("created") == before_created + 1
+    assert api.outcome_count("replayed-redis") == before_replayed + 1
     text = api.get("/metrics", profile=None).text
     assert "orders_request_duration_seconds_bucket" in text
     assert 'orders_http_requests_total{method="POST",route="create",status="201"}' in text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
@@ -10,12 +9,6 @@ import pytest
 from conftest import Client, Database, assert_problem
 
 pytestmark = pytest.mark.multiprocess
-
-
-def outcomes(client: Client, outcome: str) -> float:
-    text = client.get("/metrics", profile=None).text
-    match = re.search(rf'orders_idempotency_outcomes_total{{outcome="{outcome}"}} (\S+)', text)
-    return float(match.group(1)) if match else 0.0
 
 
 def test_on_mismatch_replay_answers_a_changed_body_with_the_original_order(
@@ -55,13 +48,13 @@ def test_a_finished_key_leaves_redis_after_the_ttl_and_is_then_replayed_from_pos
     client = Client(copy.url)
     original = client.create(key="short-lived")
     client.create(key="short-lived")
-    assert outcomes(client, "replayed-redis") == 1
+    assert client.outcome_count("replayed-redis") == 1
 
     time.sleep(1.3)
     replay = client.create(key="short-lived")
 
     assert replay.content == original.content
-    assert outcomes(client, "replayed-postgres") == 1
+    assert client.outcome_count("replayed-postgres") == 1
     assert db.order_count() == 1
 
 
