@@ -74,8 +74,12 @@ def test_make_run_serves_a_function_to_curl_and_ctrl_c_stops_everything() -> Non
         for busy in (port, *server_ports):
             assert not _accepts(busy), f"port {busy} still served after Ctrl-C"
     finally:
-        if run.poll() is None:
-            run.kill()
+        if run.poll() is None:  # the test failed before Ctrl-C: still stop what it started
+            run.send_signal(signal.SIGINT)
+            try:
+                run.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                run.kill()
         shutil.rmtree(state, ignore_errors=True)
 
 
