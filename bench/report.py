@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 SETTINGS_REASON = (
     "The Knative Service runs WORKERS=1, THREADS=8 (knative/configmap.yaml). One worker per pod: "
@@ -67,24 +67,29 @@ def _generator(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _table(columns: list[str], align: str, rows: Iterable[Sequence[object]]) -> list[str]:
+    """A Markdown table; `align` has one letter per column: l (text) or r (figures)."""
+    rule = "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"
+    return ["| " + " | ".join(columns) + " |", rule,
+            *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows)]
+
+
 def _scenarios(r: dict[str, Any]) -> list[str]:
-    lines = [
-        "## Scenarios against the floor (same run, same generator)",
-        "",
-        "| scenario | connections | req/s | p50 ms | p95 ms | p99 ms | x floor req/s | x floor p99 "
-        "| copy CPU µs/req (x floor) | copy CPU busy | storage CPU µs/req | path checked |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
+    rows = []
     for name, points in r["scenarios"].items():
         for at, p in points.items():
             ratios = r["ratios"].get(name, {}).get(at, {})
-            lines.append(
-                f"| {NAMES[name]} | {at} | {p['throughput']:.0f} | {p['p50']} | {p['p95']} | {p['p99']} | "
-                f"{_num(ratios.get('throughput'), 1.0)} | {_num(ratios.get('p99'), 1.0)} | "
-                f"{p.get('serverCpuMicrosecondsPerRequest')} ({_num(ratios.get('serverCpuPerRequest'), 1.0)}) | "
-                f"{p.get('serverCpuUtilisation')} | {p.get('storageCpuMicrosecondsPerRequest')} | {_path(p)} |"
-            )
-    return lines + [
+            rows.append([
+                NAMES[name], at, f"{p['throughput']:.0f}", p["p50"], p["p95"], p["p99"],
+                _num(ratios.get("throughput"), 1.0), _num(ratios.get("p99"), 1.0),
+                f"{p.get('serverCpuMicrosecondsPerRequest')} ({_num(ratios.get('serverCpuPerRequest'), 1.0)})",
+                p.get("serverCpuUtilisation"), p.get("storageCpuMicrosecondsPerRequest"), _path(p),
+            ])
+    columns = ["scenario", "connections", "req/s", "p50 ms", "p95 ms", "p99 ms", "x floor req/s",
+               "x floor p99", "copy CPU µs/req (x floor)", "copy CPU busy", "storage CPU µs/req",
+               "path checked"]
+    return ["## Scenarios against the floor (same run, same generator)", "",
+            *_table(columns, "lrrrrrrrrrrl", rows), 
         "",
         "Best of " + str(r["plan"]["rounds"]) + " round(s) per point. *copy CPU busy* is the copy's CPU "
         "seconds per second: near 1.0 its one worker process is saturated, so the GIL, not PostgreSQL "
@@ -94,11 +99,9 @@ def _scenarios(r: dict[str, Any]) -> list[str]:
 
 
 def _targets(r: dict[str, Any]) -> list[str]:
-    lines = ["## Targets", "", "| target | connections | figure | wanted | met |", "|---|---:|---:|---|---|"]
-    for t in r["targets"]:
-        lines.append(f"| {t['target']} | {t['connections'] or '-'} | {t['figure']} | {t['wanted']} | "
-                     f"{'yes' if t['met'] else '**no**'} |")
-    return lines + [""]
+    rows = [[t["target"], t["connections"] or "-", t["figure"], t["wanted"], "yes" if t["met"] else "**no**"]
+            for t in r["targets"]]
+    return ["## Targets", "", *_table(["target", "connections", "figure", "wanted", "met"], "lrrll", rows), ""]
 
 
 def _storm(r: dict[str, Any]) -> list[str]:
@@ -108,31 +111,28 @@ def _storm(r: dict[str, Any]) -> list[str]:
         f"Each key sent {r['plan']['storm_duplicates']} times in a row; with at least that many connections "
         "all its duplicates are in flight at once. Checked against PostgreSQL afterwards.",
         "",
-        "| connections | keys | requests (all rounds) | duplicates created | answers with the original order | 409 |",
-        "|---:|---:|---:|---:|---:|---:|",
     ]
-    for at, p in r["scenarios"]["storm"].items():
-        s = p["storm"]
-        lines.append(f"| {at} | {s['keys']} | {s['requests']} | {s['duplicatesCreated']} | "
-                     f"{s['answersCarryingOriginal']} ({_percent(s['originalShare'])}) | {s['conflicts409']} |")
-    return lines + [""]
+    rows = []
+    for at, point in r["scenarios"]["storm"].items():
+        s = point["storm"]
+        rows.append([at, s["keys"], s["requests"], s["duplicatesCreated"],
+                     f"{s['answersCarryingOriginal']} ({_percent(s['originalShare'])})", s["conflicts409"]])
+    columns = ["connections", "keys", "requests (all rounds)", "duplicates created",
+               "answers with the original order", "409"]
+    return lines + _table(columns, "rrrrrr", rows) + [""]
 
 
 def _round_trips(r: dict[str, Any]) -> list[str]:
-    lines = [
-        "## Storage round trips (the drivers the function uses, one connection per client thread)",
-        "",
-        "| operation | clients | ops/s | p50 ms | p99 ms |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for name, label in (("redisGet", "Redis GET (redis-py)"), ("postgresInsert", "PostgreSQL single-row INSERT (pg8000)")):
-        for p in r["roundTrips"][name]:
-            lines.append(f"| {label} | {p['clients']} | {p['throughput']:.0f} | {p['p50']} | {p['p99']} |")
+    labels = (("redisGet", "Redis GET (redis-py)"), ("postgresInsert", "PostgreSQL single-row INSERT (pg8000)"))
+    rows = [[label, p["clients"], f"{p['throughput']:.0f}", p["p50"], p["p99"]]
+            for name, label in labels for p in r["roundTrips"][name]]
     client = r["roundTrips"]["clientCpu"]
-    lines += ["", f"Driver CPU in the calling process per call (hiredis installed: {client['hiredis']}):", "",
-              "| call | CPU µs |", "|---|---:|"]
-    lines += [f"| {name} | {value} |" for name, value in client["microsecondsPerCall"].items()]
-    return lines + [""]
+    return [
+        "## Storage round trips (the drivers the function uses, one connection per client thread)", "",
+        *_table(["operation", "clients", "ops/s", "p50 ms", "p99 ms"], "lrrrr", rows),
+        "", f"Driver CPU in the calling process per call (hiredis installed: {client['hiredis']}):", "",
+        *_table(["call", "CPU µs"], "lr", client["microsecondsPerCall"].items()), "",
+    ]
 
 
 def _others(r: dict[str, Any]) -> list[str]:
@@ -149,28 +149,20 @@ def _others(r: dict[str, Any]) -> list[str]:
         "",
         f"`GET /orders` (page of {listing['pageSize']}), {listing['connections']} connections:",
         "",
-        "| page | req/s | p50 ms | p99 ms |",
-        "|---|---:|---:|---:|",
     ]
-    for name, p in listing["pages"].items():
-        lines.append(f"| {name} | {p['throughput']:.0f} | {p['p50']} | {p['p99']} |")
-    return lines + ["", f"Last page's plan: `{listing['lastPagePlan']}`.", ""]
+    rows = [[name, f"{p['throughput']:.0f}", p["p50"], p["p99"]] for name, p in listing["pages"].items()]
+    return lines + _table(["page", "req/s", "p50 ms", "p99 ms"], "lrrr", rows) + [
+        "", f"Last page's plan: `{listing['lastPagePlan']}`.", ""]
 
 
 def _settings(r: dict[str, Any]) -> list[str]:
-    lines = [
-        "## Worker and thread settings tried",
-        "",
-        "| WORKERS | THREADS | connections | floor req/s | create req/s (x floor) | replay req/s (x floor) | replay p99 ms (x floor) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for s in r["settingsTried"]:
-        lines.append(
-            f"| {s['workers']} | {s['threads']} | {s['connections']} | {s['floor']['throughput']:.0f} | "
-            f"{s['create']['throughput']:.0f} ({_num(s['createThroughputRatio'])}) | "
-            f"{s['replay']['throughput']:.0f} ({_num(s['replayThroughputRatio'])}) | "
-            f"{s['replay']['p99']} ({_num(s['replayP99Ratio'])}) |"
-        )
+    rows = [[s["workers"], s["threads"], s["connections"], f"{s['floor']['throughput']:.0f}",
+             f"{s['create']['throughput']:.0f} ({_num(s['createThroughputRatio'])})",
+             f"{s['replay']['throughput']:.0f} ({_num(s['replayThroughputRatio'])})",
+             f"{s['replay']['p99']} ({_num(s['replayP99Ratio'])})"] for s in r["settingsTried"]]
+    columns = ["WORKERS", "THREADS", "connections", "floor req/s", "create req/s (x floor)",
+               "replay req/s (x floor)", "replay p99 ms (x floor)"]
+    lines = ["## Worker and thread settings tried", "", *_table(columns, "rrrrrrr", rows)]
     return lines + ["", f"Best of {r['plan']['rounds']} round(s) per figure, fresh copies each round.", "",
                     r["settingsReason"], ""]
 
