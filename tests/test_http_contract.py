@@ -64,10 +64,12 @@ def test_reordered_and_respaced_json_is_the_same_body(api: Client, db: Database)
 
 def test_a_changed_body_under_a_used_key_is_422_and_makes_nothing(api: Client, db: Database) -> None:
     original = api.create({"productQuantity": 2}, key="k")
+    mismatches_before = api.outcome_count("mismatch")
     changed = api.create({"productQuantity": 3}, key="k")
 
     assert_problem(changed, 422, "different body")
     assert db.order_count() == 1
+    assert api.outcome_count("mismatch") == mismatches_before + 1
     assert api.create({"productQuantity": 2}, key="k").json() == original.json()
 
 
@@ -262,6 +264,7 @@ def test_metrics_count_outcomes_in_prometheus_text(api: Client) -> None:
     text = api.get("/metrics", profile=None).text
     assert "orders_request_duration_seconds_bucket" in text
     assert 'orders_http_requests_total{method="POST",route="create",status="201"}' in text
+    assert re.search(r"^orders_created_total [1-9]", text, re.MULTILINE)
 
 
 def test_an_unknown_route_is_a_404_and_a_wrong_method_a_405(api: Client) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
+import requests
 
 from conftest import Client, Database, assert_problem
 
@@ -74,6 +76,7 @@ def test_a_duplicate_gives_up_after_the_wait_with_a_409_and_retry_after(
     assert_problem(answer, 409, "in flight")
     assert int(answer.headers["Retry-After"]) >= 1
     assert 0.4 <= waited < 3
+    assert Client(copy.url).outcome_count("conflict") == 1
     assert db.order_count() == 0
 
 
@@ -95,3 +98,36 @@ def _fingerprint() -> str:
     from function.inputs import order_request_from
 
     return fingerprint(order_request_from(ORDER).canonical())
+
+
+def test_a_duplicate_on_another_copy_waits_for_the_original_and_answers_with_its_order(
+    start_copies, db: Database, postgres
+) -> None:  # type: ignore[no-untyped-def]
+    first_copy, second_copy = start_copies(2)
+    # given: the original's INSERT is held back by an uncommitted row for the same key,
+    # so it stays in flight while its duplicate arrives on the other copy.
+    blocker = postgres.connect()
+    blocker.run("BEGIN")
+    blocker.run("INSERT INTO orders (profile_id, idempotency_key, fingerprint, product_quantity) "
+                "VALUES ('alice', 'slow', 'held', 1)")
+    answers: dict[str, requests.Response] = {}
+    original = threading.Thread(target=lambda: answers.update(original=Client(first_copy.url).create(key="slow")))
+    original.start()
+    time.sleep(0.3)
+    duplicate = threading.Thread(target=lambda: answers.update(duplicate=Client(second_copy.url).create(key="slow")))
+    duplicate.start()
+    time.sleep(0.5)
+
+    # when: the original may go on.
+    blocker.run("ROLLBACK")
+    blocker.close()
+    original.join(timeout=30)
+    duplicate.join(timeout=30)
+
+    # then: one order, and the duplicate waited for it rather than failing.
+    assert answers["original"].status_code == 201 and "Idempotent-Replayed" not in answers["original"].headers
+    assert answers["duplicate"].status_code == 201
+    assert answers["duplicate"].content == answers["original"].content
+    assert answers["duplicate"].headers["Idempotent-Replayed"] == "true"
+    assert Client(second_copy.url).outcome_count("waited") == 1
+    assert db.order_count() == 1
