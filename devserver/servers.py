@@ -29,10 +29,14 @@ def free_port() -> int:
 class _Process:
     """A server process in its own process group, so signals reach all its children."""
 
+    stop_signal = signal.SIGTERM
+
     def __init__(self) -> None:
         self.process: subprocess.Popen[bytes] | None = None
+        self._log: Path | None = None
 
     def _spawn(self, command: list[str], log: Path, user: str | None = None) -> None:
+        self._log = log
         with open(log, "ab") as log_file:
             self.process = subprocess.Popen(
                 command, stdout=log_file, stderr=subprocess.STDOUT,
@@ -71,13 +75,32 @@ class _Process:
     def stop(self) -> None:
         self._signal(signal.SIGCONT)
         if self.process is not None and self.process.poll() is None:
-            # Fast shutdown for PostgreSQL (SIGINT), a clean exit for Redis (SIGTERM).
-            os.killpg(self.process.pid, signal.SIGTERM if isinstance(self, RedisServer) else signal.SIGINT)
+            os.killpg(self.process.pid, self.stop_signal)
         if self.process is not None:
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+    def start(self) -> _Process:
+        raise NotImplementedError
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def _answers(self) -> bool:
+        raise NotImplementedError
+
+    def _wait_ready(self) -> None:
+        """Until the server answers a client; fails at once if the process exited."""
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while not self._answers():
+            if not self.running:
+                raise RuntimeError(f"the server exited; see {self._log}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no answer within {READY_TIMEOUT_SECONDS} s; see {self._log}")
+            time.sleep(0.02)
 
     @property
     def running(self) -> bool:
@@ -86,6 +109,8 @@ class _Process:
 
 class PostgresServer(_Process):
     """A throw-away cluster: trust auth on 127.0.0.1, data in `workdir`."""
+
+    stop_signal = signal.SIGINT  # "fast shutdown": running transactions are rolled back
 
     def __init__(self, workdir: Path, port: int | None = None, *, durable: bool = False):
         super().__init__()
@@ -119,28 +144,18 @@ class PostgresServer(_Process):
         self._wait_ready()
         return self
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
     def connect(self) -> pg8000.native.Connection:
         return pg8000.native.Connection(
             "postgres", host="127.0.0.1", port=self.port, database="postgres",
             ssl_context=False, timeout=10,
         )
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while True:
-            if not self.running:
-                raise RuntimeError(f"postgres exited; see {self.workdir / 'postgres.log'}")
-            try:
-                self.connect().close()
-                return
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    def _answers(self) -> bool:
+        try:
+            self.connect().close()
+            return True
+        except Exception:  # refused, starting up, or not yet accepting connections
+            return False
 
 
 class RedisServer(_Process):
@@ -164,25 +179,14 @@ class RedisServer(_Process):
         self._wait_ready()
         return self
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while True:
-            if not self.running:
-                raise RuntimeError(f"redis-server exited; see {self.workdir / 'redis.log'}")
-            try:
-                self.client().ping()
-                return
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
+    def _answers(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except redis.RedisError:
+            return False
 
 
 def _service_user() -> str | None:
