@@ -1,5 +1,6 @@
 """Counting the orders that exist after a run: the ground truth the answers are checked
-against. From PostgreSQL when the demo started it, else through `GET /orders`.
+against. From PostgreSQL (the one auditor, loadgen.audit) when the demo started it, else
+through `GET /orders`.
 
 Both give, per key, the orders made for it; the run's profile is new, so every order
 of that profile is the run's own and nothing else is counted.
@@ -10,9 +11,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+import pg8000.native
 import requests
 
-from .stack import Connection
+from loadgen.audit import audit
 
 PAGE_SIZE = 500  # the contract's largest page: fewest round trips
 
@@ -36,13 +38,13 @@ class Census:
         return grouped
 
 
-def from_postgres(connection: Connection, profile: str, key_names: list[str]) -> Census:
+def from_postgres(connection: pg8000.native.Connection, profile: str, key_names: list[str]) -> Census:
     index_of = {name: index for index, name in enumerate(key_names)}
-    rows = connection.native.run(
-        "SELECT order_id::text, idempotency_key, product_quantity FROM orders WHERE profile_id = :p",
-        p=profile,
-    )
-    return Census("PostgreSQL", [StoredOrder(row[0], index_of.get(row[1]), row[2]) for row in rows])
+    stored = audit(connection, profile_pattern=profile, acknowledged={}).stored
+    return Census("PostgreSQL", [
+        StoredOrder(order.order_id, index_of.get(key), order.product_quantity)
+        for (_, key), orders in stored.items() for order in orders
+    ])
 
 
 def from_api(base_url: str, profile: str, key_count: int, headers: dict[str, str] | None = None) -> Census:

@@ -6,33 +6,15 @@ original order" only if the order it names is the one order stored for its key.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import Any
 
+from loadgen.stats import latency_ms
+from loadgen.storm import ALTERED_QUANTITY, ORIGINAL_QUANTITY, Result, Run
+
 from .census import Census
-from .load import ALTERED_QUANTITY, ORIGINAL_QUANTITY, Result, Run
 
 OUTCOMES = ("created", "replayed", "409", "422", "error")
-
-
-def percentile(values: list[float], share: float) -> float | None:
-    """Nearest-rank percentile (share 0.99 = p99): a value that was really measured."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
-
-
-def latency_ms(seconds: list[float]) -> dict[str, float | None]:
-    return {
-        name: None if value is None else round(value * 1000, 2)
-        for name, value in (
-            ("p50", percentile(seconds, 0.50)),
-            ("p95", percentile(seconds, 0.95)),
-            ("p99", percentile(seconds, 0.99)),
-        )
-    }
 
 
 def summarise(run: Run, census: Census, targets: list[str]) -> dict[str, Any]:
@@ -47,15 +29,16 @@ def summarise(run: Run, census: Census, targets: list[str]) -> dict[str, Any]:
         and r.order_id == original[r.planned.key_index].order_id
     )
     answered = [r for r in run.results if r.final.status is not None]
+    sent_keys = {r.planned.key_index for r in run.results}  # an autoscaled wave ends on time, not on keys
     return {
         "profile": run.profile,
         "census": census.source,
         "requests": len(run.results),
         "attempts": sum(len(r.attempts) for r in run.results),
-        "distinctKeys": len(run.key_names),
+        "distinctKeys": len(sent_keys),
         "ordersAfterwards": len(census.orders),
         "duplicatesCreated": duplicates,
-        "keysWithoutOrder": sum(1 for k in range(len(run.key_names)) if k not in by_key),
+        "keysWithoutOrder": sum(1 for k in sent_keys if k not in by_key),
         "answersCarryingOriginal": carrying_original,
         "answersCarryingAnotherOrder": outcomes["created"] + outcomes["replayed"] - carrying_original,
         "outcomes": {name: outcomes[name] for name in OUTCOMES},
@@ -71,7 +54,7 @@ def summarise(run: Run, census: Census, targets: list[str]) -> dict[str, Any]:
             name: latency_ms([r.final.seconds for r in answered if r.outcome == name])
             for name in OUTCOMES if outcomes[name]
         },
-        "requestsPerTarget": {t: sum(1 for r in run.results if r.planned.target == t) for t in targets},
+        "requestsPerTarget": {t: sum(1 for r in run.results if (r.copy or r.planned.target) == t) for t in targets},
         "requestsPerServedBy": dict(Counter(r.served_by or "(no answer)" for r in run.results)),
     }
 

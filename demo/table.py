@@ -13,6 +13,8 @@ from .summary import guarantees_held
 
 def render(figures: dict[str, Any], console: Console) -> None:
     console.print(_results(figures))
+    if "peakCopies" in figures:
+        console.print(_scaling(figures))
     console.print(_spread(figures))
     if guarantees_held(figures):
         console.print(
@@ -48,6 +50,37 @@ def _results(f: dict[str, Any]) -> Table:
     table.add_row("latency p50/p95/p99 ms", f"{latency['p50']} / {latency['p95']} / {latency['p99']}",
                   "answered attempts")
     table.add_row("throughput", f"{f['requestsPerSecond']} req/s", f"over {f['seconds']} s")
+    return table
+
+
+def _scaling(f: dict[str, Any]) -> Table:
+    """What the copies did while the storm ran: the case users worry about."""
+    knobs = f.get("knobs")
+    title = "Copies coming and going" + (
+        f" (target {knobs['target']:g} in flight per copy, scale-down delay {knobs['scaleDownDelaySeconds']:g} s, "
+        f"scale {knobs['minScale']}-{knobs['maxScale']})" if knobs else "")
+    table = Table(title=title)
+    table.add_column("what")
+    table.add_column("figure", justify="right")
+    table.add_column("means", style="dim")
+    table.add_row("copies at peak", str(f["peakCopies"]), "starting or ready at once")
+    cold = f.get("coldStartMs") or []
+    table.add_row("cold starts", str(f["coldStarts"]),
+                  f"Procfile start to ready: {min(cold)}-{max(cold)} ms" if cold else "copies started")
+    if "heldRequests" in f:
+        table.add_row("requests held for a cold copy", str(f["heldRequests"]),
+                      f"longest {f['longestHoldMs']} ms" if f["longestHoldMs"] is not None else "none")
+    table.add_row("drains", str(f["drains"]),
+                  f"{f.get('drainsWithRequestsInFlight', '?')} with requests in flight at SIGTERM")
+    if "scaledToZero" in f:
+        table.add_row("scaled to zero", "yes" if f["scaledToZero"] else "[bold red]no[/]", "after each wave")
+    if "keysMeetingADrainingCopy" in f:
+        table.add_row("keys on several copies", str(f["keysOverSeveralCopies"]), "duplicates answered by 2+ copies")
+        table.add_row("keys meeting a draining copy", str(f["keysMeetingADrainingCopy"]),
+                      f"{f['keysMeetingNewOldAndDraining']} met new, old and draining copies")
+    outcomes = f.get("outcomesReportedByCopies")
+    if outcomes:
+        table.add_row("outcomes by the copies", "", ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
     return table
 
 

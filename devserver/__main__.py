@@ -1,70 +1,141 @@
 """`python -m devserver`: what `make run` does.
 
 Starts PostgreSQL and Redis under .local/ (unless DATABASE_URL / REDIS_URL point at real
-servers), applies the schema, serves the function from the Procfile on PORT (8080), and
-stops everything it started on Ctrl-C.
+servers), applies the schema, serves the function from the Procfile on PORT (8080) and
+HOST (127.0.0.1: loopback unless asked otherwise), and stops what it started on Ctrl-C.
+Whatever goes wrong before the function serves is one line naming the cause, no traceback.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import sys
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
-import pg8000.native
-
-from function.database import connect_kwargs
-from function.migrate import apply_migrations
-
-from .copies import PROJECT_ROOT, FunctionCopy
-from .servers import PostgresServer, RedisServer
+from .copies import LOOPBACK, PROJECT_ROOT
+from .servers import port_is_free
+from .stack import LocalStack
+from .waiting import NotReady
 
 # ORDERS_STATE_DIR moves it (the tests do, to leave a developer's data alone).
 STATE_DIR = Path(os.environ.get("ORDERS_STATE_DIR", PROJECT_ROOT / ".local"))
+PID_FILE = "make-run.pid"
+
+
+class CannotStart(Exception):
+    """A reason `make run` stops before serving, said in one line."""
 
 
 def main() -> int:
-    # Ctrl-C and SIGTERM both unwind the ExitStack, stopping everything started so far;
+    # Ctrl-C and SIGTERM both end the loop below and stop everything started so far;
     # SIGINT is set explicitly because a shell starting us in the background ignores it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    env = dict(os.environ)
-    port = int(env.get("PORT", "8080"))
-    with ExitStack() as started:
-        if not env.get("DATABASE_URL"):
-            postgres = PostgresServer(STATE_DIR / "postgres", durable=True).start()
-            started.callback(postgres.stop)
-            env["DATABASE_URL"] = postgres.url
-            print(f"PostgreSQL: {postgres.url} (data in {STATE_DIR / 'postgres'})")
-        if not env.get("REDIS_URL"):
-            redis = RedisServer(STATE_DIR / "redis", durable=True).start()
-            started.callback(redis.stop)
-            env["REDIS_URL"] = redis.url
-            print(f"Redis:      {redis.url} (data in {STATE_DIR / 'redis'})")
-        connection = pg8000.native.Connection(**connect_kwargs(env["DATABASE_URL"], 10))
-        try:
-            applied = apply_migrations(connection)
-        finally:
-            connection.close()
-        print("Schema:     " + (", ".join(applied) + " applied" if applied else "up to date"))
-        copy = FunctionCopy(env, port=port).start(wait=False)
-        started.callback(copy.stop)
+    try:
+        host, port = listen_address(os.environ)
+        claim_state_dir(STATE_DIR)
+    except CannotStart as reason:
+        print(f"make run: {reason}", file=sys.stderr)
+        return 1
+    stack = LocalStack(
+        database_url=os.environ.get("DATABASE_URL"), redis_url=os.environ.get("REDIS_URL"),
+        durable=True, workdir=STATE_DIR, env={"LOG_LEVEL": os.environ.get("LOG_LEVEL", "info")},
+    )
+    try:
+        return _serve(stack, host, port)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stack.stop()
+        (STATE_DIR / PID_FILE).unlink(missing_ok=True)
+
+
+def _serve(stack: LocalStack, host: str, port: int) -> int:
+    try:
+        applied = stack.start_storage()
+    except NotReady as failure:
+        print(f"make run: {failure}", file=sys.stderr)
+        return 1
+    if stack.postgres:
+        print(f"PostgreSQL: {stack.postgres.url} (data in {stack.postgres.workdir})")
+    if stack.redis:
+        print(f"Redis:      {stack.redis.url} (data in {stack.redis.workdir})")
+    print("Schema:     " + (", ".join(applied) + " applied" if applied else "up to date"))
+    copy = stack.start_copy(wait=False, port=port, log=None, host=host)
+    try:
         copy.wait_ready()
-        print(_welcome(copy.url), flush=True)
-        try:
-            while copy.process is not None and copy.process.poll() is None:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            print("\nstopping the function, Redis and PostgreSQL ...")
-    return 0
+    except NotReady:
+        # The function printed why (one line naming the setting) just above.
+        print("make run: the function stopped at start-up (its reason is printed above)", file=sys.stderr)
+        return 1
+    print(welcome(copy.url, stopping=what_ctrl_c_stops(stack)), flush=True)
+    try:
+        while copy.running:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print(f"\nstopping {what_ctrl_c_stops(stack)} ...", flush=True)
+        return 0
+    print("make run: the function exited", file=sys.stderr)
+    return 1
 
 
-def _welcome(url: str) -> str:
+def listen_address(env: dict[str, str] | os._Environ[str]) -> tuple[str, int]:
+    """HOST and PORT as functions-framework will read them, checked before anything starts."""
+    raw_port = env.get("PORT", "8080")
+    if not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
+        raise CannotStart(f"PORT must be a port number from 1 to 65535, not {raw_port!r}")
+    host = env.get("HOST") or LOOPBACK
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise CannotStart(
+            f"HOST={host!r} is not an IP address to listen on (functions-framework reads HOST): "
+            "unset it, or HOST=0.0.0.0 to listen on every interface"
+        ) from None
+    port = int(raw_port)
+    if not port_is_free(host, port):
+        raise CannotStart(f"port {port} is busy (another program listens on it): choose another, e.g. PORT=8081 make run")
+    return host, port
+
+
+def claim_state_dir(state_dir: Path) -> None:
+    """One `make run` per clone: its servers keep their data in state_dir."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = state_dir / PID_FILE
+    try:
+        other = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        other = 0
+    if other and other != os.getpid() and _alive(other):
+        raise CannotStart(
+            f"already running in this clone (pid {other}): stop it with Ctrl-C in its terminal or `kill {other}`"
+        )
+    pid_file.write_text(f"{os.getpid()}\n")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def what_ctrl_c_stops(stack: LocalStack) -> str:
+    started = ["the function"]
+    started += ["Redis"] if stack.redis else []
+    started += ["PostgreSQL"] if stack.postgres else []
+    return " and ".join([", ".join(started[:-1]), started[-1]] if len(started) > 1 else started)
+
+
+def welcome(url: str, *, stopping: str) -> str:
     return f"""
-The orders function is serving on {url}  (Ctrl-C stops everything)
+The orders function is serving on {url}  (Ctrl-C stops {stopping})
 
   curl -i -X POST {url}/orders \\
     -H 'Content-Type: application/json' \\

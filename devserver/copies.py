@@ -1,5 +1,5 @@
 """Copies of the function, each started from the Procfile's `web:` line, as a buildpack,
-the Dockerfile and Knative start it."""
+the Dockerfile and Knative start it. The one place a copy is started and awaited."""
 
 from __future__ import annotations
 
@@ -7,15 +7,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Mapping
 
 import requests
 
 from .servers import free_port
+from .waiting import wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT_SECONDS = 30.0
+# functions-framework listens on HOST (its --host option reads it), 0.0.0.0 by default.
+# Copies started here listen on loopback: in the gateway mode a copy trusts X-Profile-Id.
+LOOPBACK = "127.0.0.1"
 
 
 def web_command(procfile: Path = PROJECT_ROOT / "Procfile") -> str:
@@ -31,19 +35,20 @@ class FunctionCopy:
 
     def __init__(
         self, env: Mapping[str, str], *, port: int | None = None, log: Path | None = None,
-        command: str | None = None,
+        command: str | None = None, host: str = LOOPBACK,
     ):
         self.command = command or web_command()
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._env = {**os.environ, **env, "PORT": str(self.port)}
+        self.host = host
+        self.url = f"http://{LOOPBACK if host in ('0.0.0.0', '::', '') else host}:{self.port}"
+        self._env = {**os.environ, **env, "PORT": str(self.port), "HOST": host}
         # The venv's console scripts (functions-framework) must be found like on a PATH.
         self._env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self._env.get('PATH', '')}"
-        self._log = log
+        self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, *, wait: bool = True) -> FunctionCopy:
-        output = open(self._log, "ab") if self._log else None
+        output = open(self.log, "ab") if self.log else None
         try:
             self.process = subprocess.Popen(
                 ["/bin/sh", "-c", "exec " + self.command], cwd=PROJECT_ROOT, env=self._env,
@@ -56,26 +61,29 @@ class FunctionCopy:
             self.wait_ready()
         return self
 
-    def wait_ready(self, timeout_seconds: float = 30.0) -> None:
-        """Until /healthz answers at all (200 or 503: the process serves)."""
-        deadline = time.monotonic() + timeout_seconds
-        while True:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"the function exited with {self.process.returncode}; see {self._log}")
-            try:
-                requests.get(self.url + "/healthz", timeout=5)
-                return
-            except requests.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def answers(self) -> bool:
+        """Does /healthz answer at all (200 or 503: the process serves)?"""
+        try:
+            requests.get(self.url + "/healthz", timeout=5)
+            return True
+        except requests.RequestException:
+            return False
+
+    def wait_ready(self, timeout_seconds: float = READY_TIMEOUT_SECONDS) -> None:
+        wait_until(self.answers, what=f"the function on port {self.port}", timeout_seconds=timeout_seconds,
+                   still_running=lambda: self.running, log=self.log or "its output above")
 
     def signal(self, signum: int) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.running:
+            assert self.process is not None
             os.killpg(self.process.pid, signum)
 
     def stop(self, timeout_seconds: float = 30.0) -> int | None:
-        """SIGTERM, as Knative sends: gunicorn finishes what is in flight, then exits."""
+        """SIGTERM, as Knative sends: the server finishes what is in flight, then exits."""
         self.signal(signal.SIGTERM)
         if self.process is None:
             return None

@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pg8000.native
@@ -16,6 +15,7 @@ import psutil
 import redis
 
 from .binaries import postgres_bin_dir, redis_server_binary
+from .waiting import wait_until
 
 READY_TIMEOUT_SECONDS = 60.0
 
@@ -24,6 +24,18 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Can we listen there? Asked before starting a copy, so a program already on the
+    port is reported as such instead of answering our readiness check for us."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 class _Process:
@@ -93,14 +105,8 @@ class _Process:
         raise NotImplementedError
 
     def _wait_ready(self) -> None:
-        """Until the server answers a client; fails at once if the process exited."""
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while not self._answers():
-            if not self.running:
-                raise RuntimeError(f"the server exited; see {self._log}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no answer within {READY_TIMEOUT_SECONDS} s; see {self._log}")
-            time.sleep(0.02)
+        wait_until(self._answers, what=type(self).__name__, timeout_seconds=READY_TIMEOUT_SECONDS,
+                   still_running=lambda: self.running, log=self._log)
 
     @property
     def running(self) -> bool:

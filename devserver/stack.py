@@ -1,8 +1,9 @@
-"""A throw-away local stack: embedded PostgreSQL and Redis in a temp dir, the schema, and
-N copies of the function started from the Procfile, a stand-in for N autoscaled pods.
+"""The one stack starter: PostgreSQL and Redis (embedded, or the URLs given), the schema,
+and copies of the function started from the Procfile.
 
-Used by `python -m demo --spawn N` and by the benchmark suite; everything it started is
-stopped, and its temp dir removed, when the `with` block ends.
+`make run` keeps its stack under .local/ and serves one copy on PORT; the demo, the
+benchmark, the soak and the tests throw theirs away (a temp dir, removed at the end).
+Only what a stack started is stopped.
 """
 
 from __future__ import annotations
@@ -15,38 +16,44 @@ from typing import Mapping
 
 import pg8000.native
 
-from devserver.copies import FunctionCopy
-from devserver.servers import PostgresServer, RedisServer
 from function.database import connect_kwargs
 from function.migrate import apply_migrations
 
+from .copies import LOOPBACK, FunctionCopy
+from .servers import PostgresServer, RedisServer
+
+_OWN_LOG = Path("copy.log")  # default for start_copy: a log of its own in the workdir
+
 
 class LocalStack:
-    """PostgreSQL, Redis and `copies` function copies, all on free local ports.
+    """PostgreSQL, Redis and `copies` function copies, all on local ports.
 
-    `database_url` / `redis_url` reuse servers that already run (`make run`'s, a test
-    session's) instead of starting new ones; only what this stack started is stopped.
+    `database_url` / `redis_url` reuse servers that already run instead of starting new
+    ones. `workdir` keeps the servers' data there (and keeps it afterwards); without it a
+    temp dir is used and removed.
     """
 
     def __init__(
         self,
-        copies: int,
+        copies: int = 0,
         *,
         env: Mapping[str, str] | None = None,
         database_url: str | None = None,
         redis_url: str | None = None,
-        durable_postgres: bool = False,
+        durable: bool = False,
+        workdir: Path | None = None,
     ) -> None:
         self.copy_count = copies
         self.extra_env = dict(env or {})
         self.database_url = database_url or ""
         self.redis_url = redis_url or ""
-        self.durable_postgres = durable_postgres
+        self.durable = durable
         self.copies: list[FunctionCopy] = []
         self.postgres: PostgresServer | None = None
         self.redis: RedisServer | None = None
+        self.keeps_workdir = workdir is not None
         # Not under a 0700 temp root: PostgreSQL may run as another user (servers.py).
-        self.workdir = Path(tempfile.mkdtemp(prefix="orders-stack-"))
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="orders-stack-"))
 
     def __enter__(self) -> LocalStack:
         try:
@@ -76,27 +83,33 @@ class LocalStack:
         }
 
     def start(self) -> None:
-        if not self.database_url:
-            self.postgres = PostgresServer(self.workdir / "postgres", durable=self.durable_postgres).start()
-            self.database_url = self.postgres.url
-        if not self.redis_url:
-            self.redis = RedisServer(self.workdir / "redis").start()
-            self.redis_url = self.redis.url
-        with self.connect() as connection:
-            apply_migrations(connection.native)
+        self.start_storage()
         # All copies boot at once, as pods of a scale-up do; then each must answer.
         started = [self.start_copy(wait=False) for _ in range(self.copy_count)]
         for copy in started:
             copy.wait_ready()
 
+    def start_storage(self) -> list[str]:
+        """The servers not given by URL, and the schema; returns the migrations applied."""
+        if not self.database_url:
+            self.postgres = PostgresServer(self.workdir / "postgres", durable=self.durable).start()
+            self.database_url = self.postgres.url
+        if not self.redis_url:
+            self.redis = RedisServer(self.workdir / "redis", durable=self.durable).start()
+            self.redis_url = self.redis.url
+        with self.connect() as connection:
+            return apply_migrations(connection.native)
+
     def start_copy(
-        self, env: Mapping[str, str] | None = None, *, wait: bool = True,
-        command: str | None = None,
+        self, env: Mapping[str, str] | None = None, *, wait: bool = True, command: str | None = None,
+        port: int | None = None, log: Path | None = _OWN_LOG, host: str = LOOPBACK,
     ) -> FunctionCopy:
-        """One more copy (stopped with the stack); its output goes to a log in workdir.
-        `command` may serve something else than the Procfile's (the bench's floor)."""
-        log = self.workdir / f"copy-{len(self.copies)}.log"
-        copy = FunctionCopy({**self.copy_env, **(env or {})}, log=log, command=command)
+        """One more copy (stopped with the stack). Its output goes to a log of its own in
+        the workdir, or with `log=None` to our stdout. `command` may serve something else
+        than the Procfile's (the bench's floors)."""
+        if log is _OWN_LOG:
+            log = self.workdir / f"copy-{len(self.copies)}.log"
+        copy = FunctionCopy({**self.copy_env, **(env or {})}, log=log, command=command, port=port, host=host)
         self.copies.append(copy)
         return copy.start(wait=wait)
 
@@ -111,7 +124,8 @@ class LocalStack:
             if server is not None:
                 server.stop()
         self.redis = self.postgres = None
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if not self.keeps_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 class Connection:
