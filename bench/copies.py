@@ -1,5 +1,5 @@
-"""The floor's copy: the Procfile's own `web:` command with only the source swapped, so
-the floor and the function are served by the same gunicorn, flags and settings."""
+"""The floors' command lines: the Procfile's own `web:` command with the source swapped and
+`--asgi` set or dropped, so each floor runs on the same flags and settings as the function."""
 
 from __future__ import annotations
 
@@ -7,11 +7,23 @@ import re
 
 from devserver.copies import web_command
 
-FLOOR_SOURCE = "bench/floor/main.py"
+FLOORS = {
+    # name in the report -> (source, served on the ASGI stack?)
+    "floorDefault": ("bench/floor/default_stack.py", False),
+    "floorAsgi": ("bench/floor/asgi_stack.py", True),
+}
 
 
-def floor_command() -> str:
-    command, swapped = re.subn(r"--source=\S+", f"--source={FLOOR_SOURCE}", web_command())
+def floor_command(name: str) -> str:
+    source, asgi = FLOORS[name]
+    command, swapped = re.subn(r"--source=\S+", f"--source={source}", web_command())
     if swapped != 1:
         raise RuntimeError("the Procfile's web: line has no --source=... to swap for the floor")
+    command = re.sub(r"\s--asgi\b", "", command)
+    if asgi:
+        command = command.replace("functions-framework", "functions-framework --asgi", 1)
     return command
+
+
+def is_asgi(command: str) -> bool:
+    return re.search(r"\s--asgi\b", command) is not None

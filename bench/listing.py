@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from demo.stack import Connection
+from devserver.stack import Connection
 from function.inputs import encode_cursor
 from function.orders import SELECT_NEWEST_BELOW
 
 from . import traffic
-from .loadgen import measure, request_bytes
+from loadgen.closed_loop import measure, request_bytes
 from .stats import figures
 
 CONNECTIONS = 4

@@ -6,12 +6,14 @@ import os
 import platform
 import sys
 from datetime import datetime, timezone
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import redis
 
-from demo.stack import Connection
+from devserver.stack import Connection
+
+SERVING_PACKAGES = ("functions-framework", "gunicorn", "uvicorn", "httptools", "uvloop", "starlette", "flask")
 
 
 def describe(database_url: str, redis_url: str) -> dict[str, Any]:
@@ -28,7 +30,14 @@ def describe(database_url: str, redis_url: str) -> dict[str, Any]:
         "loadAverageAtStart": [round(value, 2) for value in os.getloadavg()],
         "postgres": f"{postgres} (fsync={fsync}, synchronous_commit={synchronous_commit})",
         "redis": redis.Redis.from_url(redis_url).info("server")["redis_version"],
-        "functionsFramework": version("functions-framework"),
-        "gunicorn": version("gunicorn"),
+        # uvicorn picks httptools and uvloop only when installed: "not installed" explains a slow ASGI floor.
+        "serving": {name: _version(name) for name in SERVING_PACKAGES},
         "interpreter": sys.executable,
     }
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"

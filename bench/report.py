@@ -4,67 +4,37 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-SETTINGS_REASON = (
-    "The Knative Service runs WORKERS=1, THREADS=8 (knative/configmap.yaml). One worker per pod: "
-    "Knative scales by adding pods, each requesting 250m CPU, so a second worker buys nothing a "
-    "second pod does not, while it doubles the pod's memory and its PostgreSQL connections "
-    "(DATABASE_POOL_SIZE x WORKERS x max-scale must fit max_connections) and splits /metrics per "
-    "process. Eight threads: equal to containerConcurrency and the autoscaling target, so a "
-    "duplicate that waits up to IDEMPOTENCY_WAIT_SECONDS for its original holds one thread while "
-    "the others keep serving; with one worker the GIL, not the thread count, bounds throughput."
-)
 NAMES = {
-    "floor": "floor (constant function)",
+    "floorDefault": "floor, default stack (gunicorn gthread + Flask, constant 201)",
+    "floorAsgi": "floor, ASGI stack (`--asgi`, async constant 201)",
     "create": "create, new keys",
     "replay": "replay, Redis path",
-    "replayAfterFlush": "replay after Redis flush (PostgreSQL path)",
+    "replayAfterFlush": "replay, PostgreSQL path (after a Redis flush)",
     "storm": "duplicate storm",
 }
 
 
 def markdown(r: dict[str, Any]) -> str:
+    serving = ", ".join(f"{name} {v}" for name, v in r["serving"].items())
     lines = [
-        "# Benchmark results" + (" (--quick)" if r["quick"] else ""),
+        "# Benchmark results" + (" (--quick: proves the suite runs; too short to quote)" if r["quick"] else ""),
         "",
         f"{r['date']} · `uname -m` {r['machine']} · {r['cpus']} CPUs · Python {r['python']} · "
         f"load average {_join(r['loadAverageAtStart'])} at start, {_join(r.get('loadAverageAtEnd', []))} at end · "
         f"run took {r.get('durationSeconds', '?')} s",
         "",
-        f"PostgreSQL {r['postgres']}, Redis {r['redis']}, functions-framework {r['functionsFramework']}, "
-        f"gunicorn {r['gunicorn']}. The function and the floor each ran as one copy with "
-        + ", ".join(f"{k}={v}" for k, v in r["settingsUsed"].items())
-        + f" (the Knative settings); {r['plan']['seconds']} s per point after {r['plan']['warmup_seconds']} s of warm-up.",
+        f"PostgreSQL {r['postgres']}, Redis {r['redis']}; {serving}. The function "
+        f"(`{r['functionCommand']}`, {'ASGI' if r['functionOnAsgiStack'] else 'default'} stack) and each floor ran "
+        "as one copy with " + ", ".join(f"{k}={v}" for k, v in r["settingsUsed"].items())
+        + f" (the Knative settings); {r['plan']['seconds']} s per point after {r['plan']['warmup_seconds']} s "
+        "of warm-up, one load generator (asyncio keep-alive connections, closed loop).",
         "",
-        *_generator(r),
         *_scenarios(r),
         *_targets(r),
         *_storm(r),
-        *_round_trips(r),
         *_others(r),
-        *_settings(r),
-        *_profiles(r),
     ]
     return "\n".join(lines) + "\n"
-
-
-def _generator(r: dict[str, Any]) -> list[str]:
-    g, top = r["generator"], str(max(r["plan"]["concurrencies"]))
-    floor = r["scenarios"]["floor"][top]
-    wrk = g["wrkFloor"]
-    wrk_line = (f"wrk against the same floor, {wrk['connections']} connections: {wrk['throughput']:.0f} req/s, "
-                f"p50 {wrk.get('p50')} ms, p99 {wrk.get('p99')} ms (ours: {floor['throughput']:.0f} req/s, "
-                f"p50 {floor['p50']} ms, p99 {floor['p99']} ms)."
-                if "throughput" in wrk else f"wrk cross-check: {wrk['skipped']}.")
-    return [
-        "## Load generator",
-        "",
-        f"{g['kind']}. Its ceiling against a constant-answer asyncio server: "
-        f"**{g['ceiling']['throughput']:.0f} req/s** at {g['ceiling']['connections']} connections, "
-        f"{g['ceiling']['generatorCpuMicrosecondsPerRequest']} µs of its CPU per request = "
-        f"**{g['ceiling']['throughput'] / floor['throughput']:.1f} x the floor**. "
-        f"Against the floor it spent {floor['generatorCpuMicrosecondsPerRequest']} µs of CPU per request. {wrk_line}",
-        "",
-    ]
 
 
 def _table(columns: list[str], align: str, rows: Iterable[Sequence[object]]) -> list[str]:
@@ -85,23 +55,27 @@ def _scenarios(r: dict[str, Any]) -> list[str]:
                 f"{p.get('serverCpuMicrosecondsPerRequest')} ({_num(ratios.get('serverCpuPerRequest'), 1.0)})",
                 p.get("serverCpuUtilisation"), p.get("storageCpuMicrosecondsPerRequest"), _path(p),
             ])
-    columns = ["scenario", "connections", "req/s", "p50 ms", "p95 ms", "p99 ms", "x floor req/s",
-               "x floor p99", "copy CPU µs/req (x floor)", "copy CPU busy", "storage CPU µs/req",
+    columns = ["scenario", "connections", "req/s", "p50 ms", "p95 ms", "p99 ms", "x ASGI floor req/s",
+               "x ASGI floor p99", "copy CPU µs/req (x ASGI floor)", "copy CPU busy", "storage CPU µs/req",
                "path checked"]
-    return ["## Scenarios against the floor (same run, same generator)", "",
-            *_table(columns, "lrrrrrrrrrrl", rows), 
-        "",
-        "Best of " + str(r["plan"]["rounds"]) + " round(s) per point. *copy CPU busy* is the copy's CPU "
-        "seconds per second: near 1.0 its one worker process is saturated, so the GIL, not PostgreSQL "
-        "or Redis, bounds it. *storage CPU* is PostgreSQL's and Redis's together.",
-        "",
-    ]
+    return ["## Scenarios against the ASGI floor (same run, same generator)", "",
+            *_table(columns, "lrrrrrrrrrrl", rows),
+            "",
+            "Best of " + str(r["plan"]["rounds"]) + " round(s) per point. *copy CPU busy* is the copy's CPU "
+            "seconds per second: near 1.0 its one worker process is saturated. *storage CPU* is PostgreSQL's "
+            "and Redis's together. *path checked*: the copy's outcome counters show every answer took the "
+            "scenario's path (created, replayed-redis, replayed-postgres).",
+            "",
+            ]
 
 
 def _targets(r: dict[str, Any]) -> list[str]:
     rows = [[t["target"], t["connections"] or "-", t["figure"], t["wanted"], "yes" if t["met"] else "**no**"]
             for t in r["targets"]]
-    return ["## Targets", "", *_table(["target", "connections", "figure", "wanted", "met"], "lrrll", rows), ""]
+    met = sum(1 for t in r["targets"] if t["met"])
+    return ["## Targets (one copy, one worker)", "",
+            *_table(["target", "connections", "figure", "wanted", "met"], "lrrll", rows), "",
+            f"{met} of {len(r['targets'])} met.", ""]
 
 
 def _storm(r: dict[str, Any]) -> list[str]:
@@ -122,30 +96,14 @@ def _storm(r: dict[str, Any]) -> list[str]:
     return lines + _table(columns, "rrrrrr", rows) + [""]
 
 
-def _round_trips(r: dict[str, Any]) -> list[str]:
-    labels = (("redisGet", "Redis GET (redis-py)"), ("postgresInsert", "PostgreSQL single-row INSERT (pg8000)"))
-    rows = [[label, p["clients"], f"{p['throughput']:.0f}", p["p50"], p["p99"]]
-            for name, label in labels for p in r["roundTrips"][name]]
-    client = r["roundTrips"]["clientCpu"]
-    return [
-        "## Storage round trips (the drivers the function uses, one connection per client thread)", "",
-        *_table(["operation", "clients", "ops/s", "p50 ms", "p99 ms"], "lrrrr", rows),
-        "", f"Driver CPU in the calling process per call (hiredis installed: {client['hiredis']}):", "",
-        *_table(["call", "CPU µs"], "lr", client["microsecondsPerCall"].items()), "",
-    ]
-
-
 def _others(r: dict[str, Any]) -> list[str]:
-    cold, memory, listing = r["coldStart"], r["redisMemory"], r["listing"]
+    cold, listing = r["coldStart"], r["listing"]
     lines = [
-        "## Cold start, Redis memory, listing",
+        "## Cold start, listing",
         "",
         f"- **Cold start**, process start to first 201, {len(cold['samples'])} fresh copies: "
         f"median {cold['toFirst201']['p50']} ms, worst {cold['toFirst201']['p99']} ms; of which the first "
         f"request itself (lazy PostgreSQL connection, schema check, Redis) median {cold['firstRequest']['p50']} ms.",
-        f"- **Redis memory per finished key**: {memory['bytesPerFinishedKey']} bytes "
-        f"(INFO used_memory {memory['usedMemoryBefore']} -> {memory['usedMemoryAfter']} over "
-        f"{memory['finishedKeys']} keys).",
         "",
         f"`GET /orders` (page of {listing['pageSize']}), {listing['connections']} connections:",
         "",
@@ -153,37 +111,6 @@ def _others(r: dict[str, Any]) -> list[str]:
     rows = [[name, f"{p['throughput']:.0f}", p["p50"], p["p99"]] for name, p in listing["pages"].items()]
     return lines + _table(["page", "req/s", "p50 ms", "p99 ms"], "lrrr", rows) + [
         "", f"Last page's plan: `{listing['lastPagePlan']}`.", ""]
-
-
-def _settings(r: dict[str, Any]) -> list[str]:
-    rows = [[s["workers"], s["threads"], s["connections"], f"{s['floor']['throughput']:.0f}",
-             f"{s['create']['throughput']:.0f} ({_num(s['createThroughputRatio'])})",
-             f"{s['replay']['throughput']:.0f} ({_num(s['replayThroughputRatio'])})",
-             f"{s['replay']['p99']} ({_num(s['replayP99Ratio'])})"] for s in r["settingsTried"]]
-    columns = ["WORKERS", "THREADS", "connections", "floor req/s", "create req/s (x floor)",
-               "replay req/s (x floor)", "replay p99 ms (x floor)"]
-    lines = ["## Worker and thread settings tried", "", *_table(columns, "rrrrrrr", rows)]
-    return lines + ["", f"Best of {r['plan']['rounds']} round(s) per figure, fresh copies each round.", "",
-                    r["settingsReason"], ""]
-
-
-def _profiles(r: dict[str, Any]) -> list[str]:
-    profiles = r.get("profiles")
-    if not profiles:
-        return []
-    lines = ["## Profiles (py-spy, samples holding the GIL, highest concurrency)", ""]
-    for name, p in profiles.items():
-        if "skipped" in p:
-            lines += [f"- {name}: {p['skipped']}", ""]
-            continue
-        layers = ", ".join(f"{layer} {share} %" for layer, share in p["selfPercentByLayer"].items())
-        top = ", ".join(f"`{fn}` {share} %" for fn, share in list(p["selfPercentByFunction"].items())[:8])
-        own = ", ".join(f"`{fn}` {share} %" for fn, share in list(p["inclusivePercentByOwnFunction"].items())[:10])
-        lines += [f"- **{name}** ({p['samples']} samples). Self time by layer: {layers}.",
-                  f"  Top functions (self): {top}."]
-        lines += [f"  The orders code, inclusive: {own}."] if own else []
-        lines += [""]
-    return lines
 
 
 def _path(point: dict[str, Any]) -> str:

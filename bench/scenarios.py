@@ -1,4 +1,4 @@
-"""The measured scenarios, each at one concurrency: the floor, create with new keys,
+"""The measured scenarios, each at one concurrency: the two floors, create with new keys,
 replay from Redis, replay after Redis was flushed (PostgreSQL), and a duplicate storm.
 
 Each point is a warm-up, then a measured run with the same load generator; each also
@@ -16,12 +16,13 @@ from typing import Any
 import redis
 import requests
 
-from demo.stack import Connection
 from devserver.copies import FunctionCopy
+from devserver.stack import Connection
+from loadgen.audit import audit
+from loadgen.closed_loop import Measurement, NextRequest, measure
 
 from . import traffic
 from .cpu import tree_cpu_seconds
-from .loadgen import Measurement, NextRequest, measure
 from .plan import Plan
 from .stats import figures
 
@@ -30,12 +31,13 @@ OUTCOME_SERIES = "orders_idempotency_outcomes_total"
 
 class Scenarios:
     def __init__(
-        self, plan: Plan, *, function: FunctionCopy, floor: FunctionCopy, database_url: str,
+        self, plan: Plan, *, function: FunctionCopy, floors: dict[str, FunctionCopy], database_url: str,
         redis_url: str, storage_pids: list[int], run_id: str,
     ) -> None:
         self.plan = plan
-        self.function_url, self.floor_url = function.url, floor.url
-        self._pids = {function.url: _pid(function), floor.url: _pid(floor)}
+        self.function_url = function.url
+        self.floor_urls = {name: copy.url for name, copy in floors.items()}
+        self._pids = {copy.url: _pid(copy) for copy in [function, *floors.values()]}
         self._storage_pids = storage_pids
         self.database_url = database_url
         self.redis = redis.Redis.from_url(redis_url)
@@ -44,7 +46,6 @@ class Scenarios:
         self._seeded_keys: list[str] = []
         self._unused_seeded = 0  # seeded keys after this one were never replayed yet
         self._point_numbers = itertools.count()  # new keys in every point, round after round
-        self.redis_memory: dict[str, Any] | None = None
 
     def seed(self) -> None:
         """Orders made straight in PostgreSQL, identical to what the function makes, so
@@ -62,9 +63,9 @@ class Scenarios:
         # The first replay_keys serve the Redis-path replay; the rest are spent once each.
         self._unused_seeded = self.plan.replay_keys
 
-    def floor(self, connections: int) -> dict[str, Any]:
-        stream = traffic.new_keys(self.floor_url, "bench-floor", self._new_prefix())
-        return self._point(self.floor_url, connections, stream)
+    def floor(self, name: str, connections: int) -> dict[str, Any]:
+        url = self.floor_urls[name]
+        return self._point(url, connections, traffic.new_keys(url, "bench-floor", self._new_prefix()))
 
     def create(self, connections: int) -> dict[str, Any]:
         profile = f"bench-create-{self.run_id}"
@@ -87,13 +88,10 @@ class Scenarios:
         measure(self.function_url, 16, traffic.once_each(prepared), seconds=60)
         return prepared
 
-    def replay_after_flush(self, connections: int, *, memory: bool = False) -> dict[str, Any]:
+    def replay_after_flush(self, connections: int) -> dict[str, Any]:
         """Redis flushed, then each request a seeded key not replayed since: every answer
-        comes from PostgreSQL (and is written back to Redis, as after a real flush).
-        With `memory`, Redis memory per finished key is read from the same run (kept in
-        `redis_memory`)."""
+        comes from PostgreSQL (and is written back to Redis, as after a real flush)."""
         self.redis.flushall()
-        before = _used_memory(self.redis)
         prepared = [
             traffic.create_request(self.function_url, self.seeded_profile, key)
             for key in self._seeded_keys[self._unused_seeded:]
@@ -103,12 +101,6 @@ class Scenarios:
         self._unused_seeded += result["requests"] + result.pop("warmupRequests")
         if result["requests"] and self._unused_seeded >= len(self._seeded_keys):
             result["note"] = "ran out of seeded keys before the time was up"
-        if memory:
-            keys, after = int(self.redis.dbsize()), _used_memory(self.redis)
-            self.redis_memory = {
-                "finishedKeys": keys, "usedMemoryBefore": before, "usedMemoryAfter": after,
-                "bytesPerFinishedKey": round((after - before) / keys, 1) if keys else None,
-            }
         return result
 
     def storm(self, connections: int) -> dict[str, Any]:
@@ -164,23 +156,19 @@ def outcome_counts(url: str) -> Counter[str]:
 def _check_storm(measured: Measurement, database_url: str, profile: str, prefix: str) -> dict[str, Any]:
     """Every storm answer against the one order stored for its key (productId = key)."""
     with Connection(database_url) as connection:
-        rows = connection.native.run(
-            "SELECT product_id, count(*), min(order_id::text) FROM orders"
-            " WHERE profile_id = :p AND product_id LIKE :prefix GROUP BY product_id",
-            p=profile, prefix=prefix + "-%",
-        )
-    stored = {product: order_id for product, _, order_id in rows}
-    duplicates = sum(count - 1 for _, count, _ in rows)
+        stored = audit(connection.native, profile_pattern=profile, acknowledged={}).stored
+    mine = {key: orders for (_, key), orders in stored.items() if key.startswith(prefix + "-")}
     original = 0
     for answer in measured.answers:
         if answer.status == 201:
             document = json.loads(answer.body)
-            original += stored.get(document["productId"]) == document["orderId"]
+            orders = mine.get(document["productId"], [])
+            original += len(orders) == 1 and orders[0].order_id == document["orderId"]
     statuses = Counter(answer.status for answer in measured.answers)
     total = len(measured.answers)
     return {
-        "keys": len(rows),
-        "duplicatesCreated": duplicates,
+        "keys": len(mine),
+        "duplicatesCreated": sum(len(orders) - 1 for orders in mine.values()),
         "answersCarryingOriginal": original,
         "originalShare": round(original / total, 4) if total else None,
         "conflicts409": statuses[409],
@@ -191,6 +179,3 @@ def _pid(copy: FunctionCopy) -> int:
     assert copy.process is not None, "start the copy first"
     return copy.process.pid
 
-
-def _used_memory(client: redis.Redis) -> int:
-    return int(client.info("memory")["used_memory"])

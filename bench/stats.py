@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from demo.summary import percentile
-
-from .loadgen import Measurement
+from loadgen.closed_loop import Measurement
+from loadgen.stats import PERCENTILES, percentile
 
 
 def figures(measurement: Measurement) -> dict[str, Any]:
@@ -28,9 +27,6 @@ def figures(measurement: Measurement) -> dict[str, Any]:
             round(measurement.generator_cpu_seconds / answered * 1e6, 1) if answered else None
         ),
     }
-
-
-PERCENTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 
 
 def latency_figures(seconds: list[float]) -> dict[str, float | None]:

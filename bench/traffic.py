@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from function.fingerprint import fingerprint
 
-from .loadgen import NextRequest, request_bytes
+from loadgen.closed_loop import NextRequest, request_bytes
 
 PRODUCT = "sku-bench"
 QUANTITY = 1
