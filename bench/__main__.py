@@ -72,7 +72,7 @@ def run(plan: Plan, *, say: Callable[[str], None]) -> dict[str, Any]:
         say(f"seeding {plan.seed_keys} orders for replays")
         scenarios.seed()
         points: list[tuple[str, Callable[[int], dict[str, Any]]]] = [
-            *((name, lambda c, name=name: scenarios.floor(name, c)) for name in FLOOR_NAMES),  # type: ignore[misc]
+            *((name, lambda c, name=name: scenarios.floor(name, c)) for name in FLOOR_NAMES),
             ("create", scenarios.create), ("replay", scenarios.replay),
             ("replayAfterFlush", scenarios.replay_after_flush), ("storm", scenarios.storm),
         ]

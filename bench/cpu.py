@@ -7,7 +7,7 @@ seconds per second is bound by its one worker's GIL, whatever else the machine h
 
 from __future__ import annotations
 
-import psutil  # type: ignore[import-untyped]
+import psutil
 
 
 def tree_cpu_seconds(pids: list[int]) -> float:

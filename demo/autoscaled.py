@@ -107,6 +107,7 @@ def scaling_figures(autoscaled: AutoscaledRun) -> dict[str, Any]:
         "peakCopies": max((s.starting + s.ready for s in scaler.samples), default=0),
         "peakReadyCopies": max((s.ready for s in scaler.samples), default=0),
         "coldStarts": len(scaler.copies),
+        "copyStartedAtSeconds": [round(c.started_at, 2) for c in scaler.copies],
         "coldStartMs": [round((c.ready_at - c.started_at) * 1000) for c in scaler.copies if c.ready_at is not None],
         "drains": len(drains),
         "drainsWithRequestsInFlight": sum(1 for c in drains if c.in_flight_at_drain),

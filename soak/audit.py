@@ -1,5 +1,6 @@
-"""After the traffic, PostgreSQL is held to what the clients were told: every acknowledged
-order stored, one per key, and no order nobody heard of beyond those cut by the kill."""
+"""After the traffic, PostgreSQL is held to what the clients were told (loadgen.audit):
+every acknowledged order stored, one per key, and no order nobody heard of beyond those
+cut by the kill; then the cut keys are retried once their lease has run out."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from typing import Any
 
 import requests
 
-from demo.stack import LocalStack
+from devserver.stack import LocalStack
+from loadgen.audit import Audit as StoredAudit
+from loadgen.audit import OrderKey, audit as audit_postgres
 
-from .ledger import Ledger, OrderKey
+from .ledger import Ledger
 
-SOAK_ORDERS = "SELECT profile_id, idempotency_key, order_id::text FROM orders WHERE profile_id LIKE 'soak-%'"
-KEYS_WITH_TWO_ORDERS = """SELECT profile_id, idempotency_key, count(*) FROM orders
-WHERE profile_id LIKE 'soak-%' GROUP BY 1, 2 HAVING count(*) > 1"""
+SOAK_PROFILES = "soak-%"
 
 
 @dataclass
@@ -34,24 +35,27 @@ class Audit:
 
 def audit(stack: LocalStack, ledger: Ledger, urls: list[str], lease_seconds: float) -> Audit:
     result = Audit(problems=list(ledger.failures), acknowledged=len(ledger.acknowledged))
-    stored = _stored(stack, result)
-    result.stored = len(stored)
-    for order, first in ledger.acknowledged.items():
-        if order not in stored:
-            result.problems.append(f"{order}: acknowledged with 201 but not in PostgreSQL")
-        elif stored[order] != first.order_id:
-            result.problems.append(f"{order}: acknowledged {first.order_id}, PostgreSQL holds {stored[order]}")
+    told = {order: first.order_id for order, first in ledger.acknowledged.items()}
+    before = _audited(stack, told)
+    result.problems += before.problems()
+    result.stored = len(before.stored)
     cut = {order: request for order, request in ledger.cut.items() if order not in ledger.acknowledged}
     result.cut = len(cut)
-    unheard_of = set(stored) - set(ledger.acknowledged)
-    result.made_by_cut_requests = len(unheard_of & set(cut))
-    for order in sorted(unheard_of - set(cut)):
+    result.made_by_cut_requests = len(before.unacknowledged & set(cut))
+    for order in sorted(before.unacknowledged - set(cut)):
         result.problems.append(f"{order}: in PostgreSQL, but no client was told and none was cut")
+    stored = {order: orders[0].order_id for order, orders in before.stored.items()}
     _retry_cut_keys(cut, stored, urls, lease_seconds, result)
-    after = _stored(stack, result)
-    if set(after) != set(ledger.acknowledged) | set(cut):
+    after = _audited(stack, told)
+    if set(after.stored) != set(ledger.acknowledged) | set(cut):
         result.problems.append("after the retries, PostgreSQL's keys are not exactly the keys clients sent")
+    result.problems += [p for p in after.problems() if p not in result.problems]
     return result
+
+
+def _audited(stack: LocalStack, told: dict[OrderKey, str]) -> StoredAudit:
+    with stack.connect() as connection:
+        return audit_postgres(connection.native, profile_pattern=SOAK_PROFILES, acknowledged=told)
 
 
 def _retry_cut_keys(
@@ -73,10 +77,3 @@ def _retry_cut_keys(
             result.problems.append(f"{(profile, key)}: the retry answered another order than the stored one")
         else:
             result.recovered += 1
-
-
-def _stored(stack: LocalStack, result: Audit) -> dict[OrderKey, str]:
-    with stack.connect() as connection:
-        for profile, key, count in connection.native.run(KEYS_WITH_TWO_ORDERS):
-            result.problems.append(f"{(profile, key)}: {count} orders for one key")
-        return {(profile, key): order_id for profile, key, order_id in connection.native.run(SOAK_ORDERS)}

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-OrderKey = tuple[str, str]  # (profile, idempotency key)
+from loadgen.audit import OrderKey
 
 
 @dataclass(frozen=True)

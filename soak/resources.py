@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import psutil
 
 from devserver.copies import FunctionCopy
-from demo.stack import LocalStack
+from devserver.stack import LocalStack
 
 # The copies' connections; this query's own connection carries the same name, so not it.
 COUNT_CONNECTIONS = """SELECT count(*) FROM pg_stat_activity

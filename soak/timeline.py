@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from demo.stack import LocalStack
+from devserver.stack import LocalStack
 from devserver.copies import FunctionCopy
 
 from .audit import Audit, audit

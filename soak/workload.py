@@ -1,5 +1,6 @@
 """The soak's traffic: clients creating, replaying, reading and listing their orders, and
-duplicate storms of one key sent to every copy at once. Every answer goes in the Ledger."""
+duplicate storms of one key sent to every copy at once. Creates go through the keyed
+load's retry loop (loadgen.keyed); every answer goes in the Ledger."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ from typing import Any, Callable
 
 import requests
 
+from loadgen.keyed import RETRY_STATUSES, create_until_answered
+
 from .ledger import Ledger, OrderKey
 
 # A client's mix, per operation it picks next.
 OPERATION_WEIGHTS = {"create": 45, "replay": 25, "get": 15, "list": 10}
 STORM_PROFILE, STORM_DUPLICATES = "soak-storm", 4
 # 409 (original still in flight) and 503 (PostgreSQL busy) say "retry": a client does.
-RETRY_STATUSES, RETRY_ATTEMPTS, RETRY_PAUSE_SECONDS = (409, 503), 40, 0.25
+RETRY_GIVE_UP_SECONDS, RETRY_PAUSE_SECONDS = 10.0, 0.25
 THINK_SECONDS = 0.01  # between a client's requests: steady traffic, not a benchmark
 TIMEOUT_SECONDS = 30
 
@@ -86,23 +89,24 @@ class Workload:
         self._create(requests.Session(), rng, order, request)
 
     def _create(self, session: requests.Session, rng: random.Random, order: OrderKey, request: dict[str, Any]) -> bool:
-        """True once a 201 came back; False if the connection died under the request."""
-        status = 0
-        for _ in range(RETRY_ATTEMPTS):
-            response = self._send(session, "create", "POST", rng, "/orders", order[0], order[1], request)
-            if response is None:
-                self._ledger.note_cut(order, request)
-                return False
-            if response.status_code == 201:
-                self._ledger.acknowledge(order, request, response.content, response.json()["orderId"])
-                return True
-            status = response.status_code
-            if status not in RETRY_STATUSES:
-                self._ledger.fail(f"create {order}: {status} {response.text[:200]}")
-                return False
-            time.sleep(RETRY_PAUSE_SECONDS)
-        self._ledger.fail(f"create {order}: still {status} after {RETRY_ATTEMPTS} attempts")
-        return False
+        """True once a 201 came back; False if the connection died under the request
+        (the audit retries that key later) or the function refused it."""
+        answered = create_until_answered(
+            session, lambda: rng.choice(self._urls()), order[0], order[1], request,
+            give_up_seconds=RETRY_GIVE_UP_SECONDS, pause_seconds=RETRY_PAUSE_SECONDS, retry_cut=False,
+            timeout_seconds=TIMEOUT_SECONDS, on_answer=lambda status: self._ledger.count("create", status),
+        )
+        if answered.cut_at:
+            self._ledger.note_cut(order, request)
+            return False
+        if answered.response is None:
+            self._ledger.fail(f"create {order}: still 409/503 after {RETRY_GIVE_UP_SECONDS:.0f} s")
+            return False
+        if not answered.created:
+            self._ledger.fail(f"create {order}: {answered.response.status_code} {answered.response.text[:200]}")
+            return False
+        self._ledger.acknowledge(order, request, answered.response.content, answered.response.json()["orderId"])
+        return True
 
     def _replay(self, session: requests.Session, rng: random.Random, order: OrderKey) -> None:
         first = self._ledger.acknowledged[order]

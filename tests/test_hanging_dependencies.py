@@ -3,17 +3,16 @@ killed with SIGKILL in the middle of a busy minute."""
 
 from __future__ import annotations
 
-import itertools
 import re
-import threading
 import time
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
 from conftest import Client, Database
+from loadgen.audit import audit
+from loadgen.keyed import KeyedLoad
 
 pytestmark = pytest.mark.multiprocess
 
@@ -140,7 +139,7 @@ def test_a_copy_killed_under_load_leaves_one_order_per_key_and_every_acknowledge
     doomed, survivor = start_copies(2, IDEMPOTENCY_LEASE_SECONDS=str(lease_seconds))
     load = KeyedLoad([doomed.url, survivor.url], clients=6, keys_per_client=60)
 
-    threads = load.start()
+    load.start()
     load.wait_until_acknowledged(100)
     # A short hang of PostgreSQL holds requests in flight (half the clients live on the
     # doomed copy), so the kill surely cuts some after their claim, around their INSERT.
@@ -149,84 +148,17 @@ def test_a_copy_killed_under_load_leaves_one_order_per_key_and_every_acknowledge
     killed_at = time.monotonic()
     doomed.kill()
     postgres.resume()
-    for thread in threads:
-        thread.join()
+    load.join()
 
     assert load.failures == [] and load.unanswered == [], (load.failures, load.unanswered)
     cut_at_the_kill = {key for key, sent_at in load.cut if sent_at < killed_at}
     assert cut_at_the_kill, "no request was in flight at the kill"
-    rows = db.execute("SELECT idempotency_key, order_id::text, count(*) OVER (PARTITION BY idempotency_key) "
-                      "FROM orders WHERE profile_id = 'load'")
-    stored = {key: order_id for key, order_id, _ in rows}
-    assert all(count == 1 for _, _, count in rows)
-    assert stored == load.acknowledged  # every 201 is in PostgreSQL, and nothing else is
+    connection = postgres.connect()
+    try:
+        audited = audit(connection, profile_pattern="load", acknowledged=load.acknowledged_orders())
+    finally:
+        connection.close()
+    assert audited.problems() == []  # one order per key, every 201 in PostgreSQL
+    assert audited.unacknowledged == set()  # and nothing else is
     # Keys whose claim died with the copy were answered once its lease ran out, not later.
     assert max(load.answered_at[key] for key in cut_at_the_kill) - killed_at < lease_seconds + 3.0
-
-
-class KeyedLoad:
-    """Clients creating orders, each from its home copy and retried on the other until it
-    gets a 201, as a client with retries does; every answer is compared with the first."""
-
-    def __init__(self, urls: list[str], *, clients: int, keys_per_client: int) -> None:
-        self.urls = urls
-        self.keys = [[f"load-{c}-{k}" for k in range(keys_per_client)] for c in range(clients)]
-        self.acknowledged: dict[str, str] = {}
-        self.bodies: dict[str, set[bytes]] = defaultdict(set)
-        self.unanswered: list[str] = []
-        self.failures: list[str] = []  # anything a client did not expect, with its key
-        self.cut: list[tuple[str, float]] = []  # (key, when sent) of requests that lost their connection
-        self.answered_at: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def start(self) -> list[threading.Thread]:
-        threads = [threading.Thread(target=self._client, args=(keys, n)) for n, keys in enumerate(self.keys)]
-        for thread in threads:
-            thread.start()
-        return threads
-
-    def wait_until_acknowledged(self, count: int) -> None:
-        deadline = time.monotonic() + 30
-        while len(self.acknowledged) < count and time.monotonic() < deadline:
-            time.sleep(0.005)
-
-    def _client(self, keys: list[str], number: int) -> None:
-        try:
-            self._send_each(keys, number)
-        except Exception as exc:  # noqa: BLE001 - reported by the test, not lost in a thread
-            with self._lock:
-                self.failures.append(repr(exc))
-
-    def _send_each(self, keys: list[str], number: int) -> None:
-        session = requests.Session()
-        home = number % len(self.urls)
-        for key in keys:
-            # Each key starts at the client's home copy and moves on to the next on a retry.
-            turns = itertools.cycle(self.urls[home:] + self.urls[:home])
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                sent_at = time.monotonic()
-                try:
-                    response = session.post(
-                        next(turns) + "/orders", json={"productQuantity": 1},
-                        headers={"X-Profile-Id": "load", "Idempotency-Key": key}, timeout=20,
-                    )
-                except requests.RequestException:  # reset, refused, or an answer cut short
-                    with self._lock:
-                        self.cut.append((key, sent_at))
-                    session = requests.Session()
-                    continue
-                if response.status_code == 201:
-                    with self._lock:
-                        self.acknowledged.setdefault(key, response.json()["orderId"])
-                        self.bodies[key].add(response.content)
-                        if len(self.bodies[key]) != 1:
-                            self.failures.append(f"{key}: two different answers")
-                        self.answered_at[key] = time.monotonic()
-                    break
-                if response.status_code not in (409, 503):
-                    raise AssertionError(f"{key}: {response.status_code} {response.text}")
-                time.sleep(0.1)
-            else:
-                with self._lock:
-                    self.unanswered.append(key)
