@@ -4,11 +4,17 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # `make run` installs only what serving needs, so a new clone answers within a minute;
-# the test, demo and bench tools (hundreds of MB of schemas and SDKs) come with `make test`.
+# `make demo` / `make demo-tools` add the demo's (demo/requirements.txt); the test and
+# bench tools (hundreds of MB of schemas and SDKs) come with `make test`.
 LOCAL  := $(VENV)/.installed-local
+DEMO   := $(VENV)/.installed-demo
 DEV    := $(VENV)/.installed-dev
+# Everything mypy checks: the function and every tool around it.
+TYPED  := function devserver loadgen demo bench soak
+# Where `make demo` draws its timeline: under .local/, out of `git status`.
+DEMO_PLOT ?= .local/demo/autoscale.png
 
-.PHONY: run test migrate typecheck bench demo soak clean
+.PHONY: run test migrate typecheck bench demo demo-tools soak clean
 
 run: $(LOCAL)
 	$(BIN)/python -m devserver
@@ -20,13 +26,15 @@ test: $(DEV)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 typecheck: $(DEV)
-	$(BIN)/python -m mypy function
+	$(BIN)/python -m mypy $(TYPED)
 
 bench: $(DEV)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-demo: $(DEV)
-	$(BIN)/python -m demo --spawn 3 $(DEMO_ARGS)
+demo: $(DEMO)
+	$(BIN)/python -m demo --autoscale --plot $(DEMO_PLOT) $(DEMO_ARGS)
+
+demo-tools: $(DEMO)
 
 soak: $(DEV)
 	$(BIN)/python -m soak --minutes $(or $(MINUTES),3) --copies 3
@@ -35,6 +43,10 @@ $(LOCAL): requirements.txt requirements-local.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-local.txt
+	touch $@
+
+$(DEMO): $(LOCAL) demo/requirements.txt
+	$(BIN)/python -m pip install --quiet -r demo/requirements.txt
 	touch $@
 
 $(DEV): $(LOCAL) requirements-dev.txt demo/requirements.txt $(wildcard tests/*/requirements.txt)

@@ -45,7 +45,7 @@ def pod_state(pod: dict[str, Any]) -> PodState:
     """One pod in the API's JSON shape (camelCase keys) as the timeline needs it."""
     metadata = pod.get("metadata") or {}
     status = pod.get("status") or {}
-    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
     return PodState(
         name=metadata.get("name", "?"),
         created=_time(metadata.get("creationTimestamp")),

@@ -92,9 +92,12 @@ def test_a_missing_database_url_stops_the_start_up_naming_it(tmp_path: Path) -> 
     assert "DATABASE_URL is required" in output and "hunter2" not in output
 
 
-def test_the_function_type_checks() -> None:
+def test_the_function_and_its_tools_type_check() -> None:
+    typed = next(line for line in (PROJECT_ROOT / "Makefile").read_text().splitlines() if line.startswith("TYPED"))
+    packages = typed.split(":=")[1].split()
+    assert {"function", "devserver", "loadgen", "demo", "bench", "soak"} <= set(packages)
     checked = subprocess.run(
-        [sys.executable, "-m", "mypy", "function"], cwd=PROJECT_ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "mypy", *packages], cwd=PROJECT_ROOT, capture_output=True, text=True
     )
     assert checked.returncode == 0, checked.stdout
 
