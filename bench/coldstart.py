@@ -13,6 +13,7 @@ import uuid
 from typing import Any, Callable
 
 from devserver.copies import FunctionCopy
+from devserver.waiting import wait_until
 
 from .stats import latency_figures
 from .traffic import order_body
@@ -33,20 +34,21 @@ def cold_starts(start_copy: Callable[[], FunctionCopy], samples: int) -> dict[st
 def _one(start_copy: Callable[[], FunctionCopy]) -> dict[str, float]:
     started = time.perf_counter()
     copy = start_copy()
+    last: dict[str, float] = {}
+
+    def created() -> bool:
+        last["sent"] = time.perf_counter()
+        return _post(copy.port) == 201
+
     try:
-        while True:
-            sent = time.perf_counter()
-            status = _post(copy.port)
-            if status == 201:
-                done = time.perf_counter()
-                return {
-                    "toFirst201Seconds": round(done - started, 4),
-                    "toListeningSeconds": round(sent - started, 4),
-                    "firstRequestSeconds": round(done - sent, 4),
-                }
-            if time.perf_counter() - started > GIVE_UP_SECONDS:
-                raise RuntimeError(f"no 201 from a new copy within {GIVE_UP_SECONDS} s (last: {status})")
-            time.sleep(0.005)
+        wait_until(created, what="a new copy's first 201", timeout_seconds=GIVE_UP_SECONDS,
+                   still_running=lambda: copy.running, log=copy.log, poll_seconds=0.005)
+        done = time.perf_counter()
+        return {
+            "toFirst201Seconds": round(done - started, 4),
+            "toListeningSeconds": round(last["sent"] - started, 4),
+            "firstRequestSeconds": round(done - last["sent"], 4),
+        }
     finally:
         copy.stop()
 

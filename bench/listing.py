@@ -13,9 +13,9 @@ from typing import Any
 from devserver.stack import Connection
 from function.inputs import encode_cursor
 from function.orders import SELECT_NEWEST_BELOW
+from loadgen.closed_loop import measure, request_bytes
 
 from . import traffic
-from loadgen.closed_loop import measure, request_bytes
 from .stats import figures
 
 CONNECTIONS = 4

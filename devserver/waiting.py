@@ -18,7 +18,7 @@ class NotReady(RuntimeError):
 
 def wait_until(
     answers: Callable[[], bool], *, what: str, timeout_seconds: float,
-    still_running: Callable[[], bool] = lambda: True, log: object = None,
+    still_running: Callable[[], bool] = lambda: True, log: object = None, poll_seconds: float = POLL_SECONDS,
 ) -> None:
     """Until `answers()` is true; fails early once `still_running()` is false."""
     deadline = time.monotonic() + timeout_seconds
@@ -28,4 +28,4 @@ def wait_until(
             raise NotReady(f"{what} exited before it answered{where}")
         if time.monotonic() > deadline:
             raise NotReady(f"{what} did not answer within {timeout_seconds:.0f} s{where}")
-        time.sleep(POLL_SECONDS)
+        time.sleep(poll_seconds)

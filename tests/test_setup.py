@@ -20,6 +20,7 @@ import requests
 
 from devserver.copies import PROJECT_ROOT, FunctionCopy
 from devserver.servers import PostgresServer, RedisServer, free_port
+from devserver.waiting import wait_until
 from function.migrate import apply_migrations
 
 pytestmark = pytest.mark.multiprocess
@@ -172,10 +173,8 @@ def test_the_dockerfile_command_serves_the_function_on_port(base_env, db, tmp_pa
     process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while not _accepts(port):
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(lambda: _accepts(port), what="the Dockerfile's command", timeout_seconds=30,
+                   still_running=lambda: process.poll() is None)
         created = requests.post(f"http://127.0.0.1:{port}/orders", json={"productQuantity": 1},
                                 headers={"X-Profile-Id": "image", "Idempotency-Key": "k"}, timeout=10)
         assert created.status_code == 201
