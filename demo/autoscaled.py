@@ -22,7 +22,10 @@ from .census import Census, from_postgres
 # A copy counts as new for this long after it became ready.
 NEW_COPY_SECONDS = 2.0
 # Plenty of keys: a wave ends when its time is up, and only the keys sent are counted.
-KEYS_PER_WAVE = 20_000
+KEYS_PER_WAVE = 5_000  # ~1,000 are sent at the rates seen here; planning 10x that takes seconds
+# The late half of a key's duplicates trickle out over this many keys' worth of requests:
+# about 2-3 s at the rates seen here, longer than a drain and a cold start apart.
+SPREAD_KEYS = 120
 
 
 @dataclass(frozen=True)
@@ -34,17 +37,18 @@ class Waves:
     seed: int | None = None
 
     def first(self) -> ClientProfile:
-        """Up to the peak (copies added), held, then down to a third (copies drained while
-        still busy), then a trickle."""
+        """Up to the peak (copies added), a dip to a third (copies drained while still
+        busy), back to the peak (new copies while the drained one finishes), then two
+        clients for a while (drained one by one, still busy) and nothing (down to zero)."""
         peak = self.peak_clients
         third = max(1, peak * 3 // 8)
-        return ClientProfile(((0.0, 1), (0.5, 1), (3.0, peak), (7.0, peak), (8.0, third), (12.0, third),
-                              (13.0, 1), (14.0, 1), (14.0, 0)))
+        return ClientProfile(((0.0, 1), (0.5, 1), (3.0, peak), (6.0, peak), (6.5, third), (9.0, third),
+                              (9.5, peak), (12.0, peak), (13.0, 2), (18.0, 2), (18.0, 0)))
 
     def second(self) -> ClientProfile:
         """After the scale to zero: a smaller burst that waits for a cold copy first."""
         half = max(1, self.peak_clients // 2)
-        return ClientProfile(((0.0, half), (4.0, half), (6.0, 1), (6.0, 0)))
+        return ClientProfile(((0.0, half), (4.0, half), (5.0, 2), (9.0, 2), (9.0, 0)))
 
 
 @dataclass(frozen=True)
@@ -71,15 +75,15 @@ def run_autoscaled(
         scaler.start(started)
         try:
             say("wave 1: from zero copies, up, and down")
-            first_at = scaler.now()
-            results = fire_profile(shape, scaler, waves.first(), profile=profile, key_names=key_names,
-                                   on_answer=on_answer, clock_started=started)
+            results, first_at = fire_profile(shape, scaler, waves.first(), profile=profile, key_names=key_names,
+                                   on_answer=on_answer, clock_started=started, spread_keys=SPREAD_KEYS)
             say("waiting for the scale to zero")
             zero = scaler.wait_for_copies(0, timeout_seconds=knobs.scale_down_delay_seconds * (knobs.max_scale + 2) + 30)
             say("wave 2: a cold start again")
-            second_at = scaler.now()
-            results += fire_profile(shape, scaler, waves.second(), profile=profile, key_names=key_names,
-                                    on_answer=on_answer, clock_started=started, key_offset=KEYS_PER_WAVE)
+            more, second_at = fire_profile(shape, scaler, waves.second(), profile=profile, key_names=key_names,
+                                           on_answer=on_answer, clock_started=started, key_offset=KEYS_PER_WAVE,
+                                           spread_keys=SPREAD_KEYS)
+            results += more
             zero = scaler.wait_for_copies(0, timeout_seconds=knobs.scale_down_delay_seconds * (knobs.max_scale + 2) + 30) and zero
         finally:
             scaler.stop()

@@ -216,8 +216,8 @@ class Autoscaler:
             self._condition.notify_all()
 
     def _drain_one(self) -> bool:
-        """The oldest ready copy with requests in flight (the case worth showing; after
-        DRAIN_PATIENCE_SECONDS any ready copy): it leaves the routing at once, then gets
+        """The ready copy with the most requests in flight (the case worth showing; after
+        DRAIN_PATIENCE_SECONDS the oldest ready copy): it leaves the routing at once, then gets
         SIGTERM with whatever it still has in flight, and finishes that before it exits."""
         ready = [c for c in self.copies if c.state == "ready"]
         busy = [c for c in ready if c.in_flight]
@@ -225,7 +225,7 @@ class Autoscaler:
             self.now() - self._below_since >= self.knobs.scale_down_delay_seconds + DRAIN_PATIENCE_SECONDS)
         if not ready or not (busy or overdue):
             return False
-        scaled = min(busy or ready, key=lambda c: c.started_at)
+        scaled = max(busy, key=lambda c: c.in_flight) if busy else min(ready, key=lambda c: c.started_at)
         scaled.drained_at = self.now()
         scaled.in_flight_at_drain = scaled.in_flight
         self.events.append(Event(scaled.drained_at, "drain", scaled.name, f"{scaled.in_flight} in flight"))

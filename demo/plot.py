@@ -19,6 +19,8 @@ from loadgen.storm import Run
 from .timeline import Timeline
 
 BIN_SECONDS = 0.5
+# Beside each panel, not over it: the markers and lines near the top stay visible.
+LEGEND = {"loc": "upper left", "bbox_to_anchor": (1.005, 1.0), "fontsize": 8, "borderaxespad": 0.0}
 # The function's outcome words where the copies' /metrics gave them, else what the client saw.
 COLOURS = {
     "created": "tab:green", "replayed": "tab:blue", "replayed-redis": "tab:blue",
@@ -36,7 +38,7 @@ def draw(run: Run, figures: dict[str, Any], path: Path, timeline: Timeline | Non
 
     path.parent.mkdir(parents=True, exist_ok=True)
     panels = 4 if timeline else 2
-    figure, axes = plt.subplots(panels, 1, figsize=(12, 2.6 * panels + 0.6), sharex=True)
+    figure, axes = plt.subplots(panels, 1, figsize=(14, 2.6 * panels + 0.6), sharex=True)
     end = max((r.answered_at for r in run.results), default=1.0)
     if timeline:
         _copies(axes[0], timeline)
@@ -50,7 +52,7 @@ def draw(run: Run, figures: dict[str, Any], path: Path, timeline: Timeline | Non
     answers_axis.set_ylabel("answers / s")
     source = "outcomes from the copies' /metrics; errors seen by clients" if timeline else "as clients saw them"
     answers_axis.set_title(f"Answers per second by outcome ({source})", fontsize=10, loc="left")
-    answers_axis.legend(loc="upper right", fontsize=8, ncol=4)
+    answers_axis.legend(**LEGEND)
 
     latencies: list[list[float]] = [[] for _ in range(bins)]
     for result in run.results:
@@ -67,7 +69,7 @@ def draw(run: Run, figures: dict[str, Any], path: Path, timeline: Timeline | Non
     latency_axis.yaxis.set_minor_formatter(NullFormatter())
     latency_axis.set_ylabel("latency")
     latency_axis.set_title(f"Latency of answered requests, per {BIN_SECONDS} s", fontsize=10, loc="left")
-    latency_axis.legend(loc="upper right", fontsize=8)
+    latency_axis.legend(**LEGEND)
     latency_axis.set_xlabel("seconds since the demo started")
     for axis in axes:
         axis.grid(True, alpha=0.3)
@@ -95,7 +97,7 @@ def _copies(axis: Any, timeline: Timeline) -> None:
     axis.set_ylim(0, top + 1)
     axis.set_ylabel("copies")
     axis.set_title("Copies alive (the local autoscaler's decisions)", fontsize=10, loc="left")
-    axis.legend(loc="upper right", fontsize=8, ncol=5)
+    axis.legend(**LEGEND)
 
 
 def _per_copy(axis: Any, timeline: Timeline) -> None:
@@ -108,7 +110,7 @@ def _per_copy(axis: Any, timeline: Timeline) -> None:
     axis.axhline(timeline.target, color="grey", linestyle="--", linewidth=0.8, label=f"target {timeline.target:g}")
     axis.set_ylabel("in flight")
     axis.set_title("Requests in flight per copy", fontsize=10, loc="left")
-    axis.legend(loc="upper right", fontsize=7, ncol=min(8, len(names) + 2))
+    axis.legend(**LEGEND)
 
 
 def _answers_per_second(run: Run, timeline: Timeline | None, bins: int) -> dict[str, tuple[list[float], list[float]]]:

@@ -254,10 +254,11 @@ def fire_profile(
     shape: LoadShape, router: Router, clients: ClientProfile, *, profile: str, key_names: list[str],
     headers: dict[str, str] | None = None, on_answer: Callable[[], None] = lambda: None,
     clock_started: float | None = None, key_offset: int = 0, spread_keys: int = 60,
-) -> list[Result]:
+) -> tuple[list[Result], float]:
     """Closed-loop clients, client n active while the profile says at least n+1 are,
     taking the next request of the time-spread plan until the profile ends (requests
-    left over are not sent). Keys are `key_names[key_offset:]`."""
+    left over are not sent). Keys are `key_names[key_offset:]`. Returns the results and
+    when (on the run's clock) the profile began, after the plan was made."""
     planned = spread_over_time(plan(shape, []), stretch=spread_keys)
     planned = [Planned(p.key_index + key_offset, p.duplicate, p.target, p.altered, p.impatient_timeout_seconds)
                for p in planned]
@@ -284,7 +285,7 @@ def fire_profile(
             on_answer()
 
     _run_threads(client, clients.peak)
-    return results
+    return results, profile_started - run_started
 
 
 def _run_threads(client: Callable[[int], None], count: int) -> None:
