@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import flask
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 
 from . import auth, metrics
+from .database import DatabaseUnavailable
 from .idempotency import Answer
 from .inputs import (
     decode_json,
@@ -20,103 +22,105 @@ from .inputs import (
     parse_limit,
     parse_order_id,
 )
+from .outcomes import Outcome
 from .problems import (
     BodyTooLarge,
+    IncompleteBody,
     MissingIdempotencyKey,
     NotFound,
-    StoreUnavailable,
     UnsupportedMediaType,
 )
 from .records import key_hash
 from .service import Service
 
 MAX_BODY_BYTES = 64 * 1024
-OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.json"  # the API, kept true by tests
+OPENAPI_DOCUMENT = (Path(__file__).resolve().parent / "openapi.json").read_bytes()  # kept true by tests
 JSON = "application/json"
+_MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,64}")
 
 
 @dataclass
-class Trace:
+class Notes:
     """What the request's log line and metrics say about it, filled in as it goes."""
 
     route: str = "unmatched"
     profile: str | None = None
     key_hash: str | None = None
-    outcome: str | None = None
+    outcome: Outcome | None = None
     degraded: bool = False
 
     def note(self, answer: Answer) -> None:
-        self.outcome, self.degraded = answer.outcome.value, answer.degraded
+        self.outcome, self.degraded = answer.outcome, answer.degraded
 
 
-def create_order(request: flask.Request, service: Service, trace: Trace) -> flask.Response:
-    trace.profile = profile_of(request, service)
+async def create_order(request: Request, service: Service, notes: Notes) -> Response:
+    notes.profile = profile_of(request, service)
     key = idempotency_key_of(request, required=service.settings.idempotency_key_required)
-    trace.key_hash = key_hash(trace.profile, key)
-    order_request = order_request_from(decode_json(json_body(request)))
-    answer = service.engine.create_order(trace.profile, key, order_request)
-    return order_response(answer, trace)
+    notes.key_hash = key_hash(notes.profile, key)
+    order_request = order_request_from(decode_json(await json_body(request)))
+    answer = await service.engine.create_order(notes.profile, key, order_request)
+    return order_response(answer, notes)
 
 
-def get_order(request: flask.Request, service: Service, trace: Trace, order_id: str) -> flask.Response:
-    trace.profile = profile_of(request, service)
-    order = service.orders.get(trace.profile, parse_order_id(order_id))
+async def get_order(request: Request, service: Service, notes: Notes, order_id: str) -> Response:
+    notes.profile = profile_of(request, service)
+    order = await service.orders.get(notes.profile, parse_order_id(order_id))
     if order is None:  # absent, or another profile's: the same answer either way
         raise NotFound("no order with this id for this profile")
-    return _json_response(order.body(), 200)
+    return json_response(order.body(), 200)
 
 
-def list_orders(request: flask.Request, service: Service, trace: Trace) -> flask.Response:
-    trace.profile = profile_of(request, service)
-    limit = parse_limit(request.args.get("limit"))
-    below = parse_cursor(request.args.get("cursor"))
-    page = service.orders.newest(trace.profile, limit, below)
+async def list_orders(request: Request, service: Service, notes: Notes) -> Response:
+    notes.profile = profile_of(request, service)
+    limit = parse_limit(request.query_params.get("limit"))
+    below = parse_cursor(request.query_params.get("cursor"))
+    page = await service.orders.newest(notes.profile, limit, below)
     document = {
         "orders": [order.document() for order in page.orders],
         "nextCursor": None if page.next_below is None else encode_cursor(page.next_below),
     }
-    return _json_response(json.dumps(document, separators=(",", ":")).encode(), 200)
+    return json_response(json.dumps(document, separators=(",", ":")).encode(), 200)
 
 
-def health(request: flask.Request, service: Service, trace: Trace) -> flask.Response:
+async def health(request: Request, service: Service, notes: Notes) -> Response:
     try:
-        service.orders.ping()
+        await service.orders.ping()
         postgres = "ok"
-    except StoreUnavailable:
+    except DatabaseUnavailable:
         postgres = "down"
-    redis = "ok" if service.claims.ping() else "down"
+    redis = "ok" if await service.claims.ping() else "down"
     status = "down" if postgres == "down" else ("degraded" if redis == "down" else "ok")
     document = {"status": status, "postgres": postgres, "redis": redis}
-    return _json_response(json.dumps(document, separators=(",", ":")).encode(), 503 if postgres == "down" else 200)
+    return json_response(json.dumps(document, separators=(",", ":")).encode(), 503 if postgres == "down" else 200)
 
 
-def prometheus(request: flask.Request, service: Service, trace: Trace) -> flask.Response:
+async def prometheus(request: Request, service: Service, notes: Notes) -> Response:
     body, content_type = metrics.exposition()
-    return flask.Response(body, 200, content_type=content_type)
+    return Response(body, 200, media_type=content_type)
 
 
-def openapi(request: flask.Request, service: Service, trace: Trace) -> flask.Response:
-    return _json_response(OPENAPI_PATH.read_bytes(), 200)
+async def openapi(request: Request, service: Service, notes: Notes) -> Response:
+    return json_response(OPENAPI_DOCUMENT, 200)
 
 
-def order_response(answer: Answer, trace: Trace) -> flask.Response:
-    trace.note(answer)
-    response = _json_response(answer.body, 201)
-    response.headers["Location"] = f"/orders/{answer.order_id}"
+def order_response(answer: Answer, notes: Notes) -> Response:
+    notes.note(answer)
+    headers = {"location": f"/orders/{answer.order_id}"}
     if answer.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return response
+        headers["idempotent-replayed"] = "true"
+    return json_response(answer.body, 201, headers)
 
 
-def profile_of(request: flask.Request, service: Service) -> str:
+def profile_of(request: Request, service: Service) -> str:
+    headers = request.headers
     return auth.profile_of(
-        request.headers.get("Authorization"), request.headers.get("X-Profile-Id"),
-        request.args.get("profileId"), service.settings,
+        headers.get("authorization"), headers.get("x-profile-id"),
+        request.query_params.get("profileId"), service.settings,
     )
 
 
-def idempotency_key_of(request: flask.Request, *, required: bool) -> str | None:
-    raw = request.headers.get("Idempotency-Key")
+def idempotency_key_of(request: Request, *, required: bool) -> str | None:
+    raw = request.headers.get("idempotency-key")
     if raw is None:
         if required:
             raise MissingIdempotencyKey("send an Idempotency-Key header, e.g. a UUID per order")
@@ -124,21 +128,36 @@ def idempotency_key_of(request: flask.Request, *, required: bool) -> str | None:
     return parse_idempotency_key(raw)
 
 
-def json_body(request: flask.Request) -> bytes:
-    if request.mimetype != JSON:
-        raise UnsupportedMediaType(f"send the order as {JSON}")
-    return read_body(request)
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
 
 
-def read_body(request: flask.Request) -> bytes:
+async def json_body(request: Request) -> bytes:
+    received = media_type(request)
+    if received != JSON:
+        shown = received if _MEDIA_TYPE.fullmatch(received) else ("none" if not received else "one that is not a media type")
+        raise UnsupportedMediaType(f"send the order as {JSON} (the request's Content-Type was {shown})")
+    return await read_body(request)
+
+
+async def read_body(request: Request) -> bytes:
     """At most MAX_BODY_BYTES, whether or not the client said how long the body is."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise BodyTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
-    body = request.stream.read(MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        raise BodyTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
-    return body
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise BodyTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The server answers a framing it cannot parse with its own 400 and closes; a
+        # client that hung up mid-body gets nothing. Either way no order is attempted.
+        raise IncompleteBody("the connection ended before the whole request body arrived") from None
+    return b"".join(chunks)
 
 
-def _json_response(body: bytes, status: int, headers: dict[str, Any] | None = None) -> flask.Response:
-    return flask.Response(body, status, headers=headers, content_type=JSON)
+def json_response(body: bytes, status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status, headers=headers, media_type=JSON)
