@@ -17,6 +17,7 @@ import redis
 
 from function.claims import CLAIM_OR_READ
 from function.database import connect_kwargs
+from function.targets import parse_database_url
 from function.orders import INSERT_UNLESS_KEY_EXISTS
 
 from .stats import latency_figures
@@ -35,12 +36,12 @@ def redis_get(redis_url: str, clients: int, seconds: float) -> dict[str, Any]:
 
 
 def postgres_insert(database_url: str, clients: int, seconds: float) -> dict[str, Any]:
-    setup = pg8000.native.Connection(**connect_kwargs(database_url, 10))
+    setup = pg8000.native.Connection(**connect_kwargs(parse_database_url(database_url), 10))
     setup.run(f"CREATE TABLE IF NOT EXISTS {SCRATCH_TABLE} (id bigserial PRIMARY KEY, payload text)")
     setup.close()
 
     def one_client() -> Callable[[], object]:
-        connection = pg8000.native.Connection(**connect_kwargs(database_url, 10))
+        connection = pg8000.native.Connection(**connect_kwargs(parse_database_url(database_url), 10))
         return lambda: connection.run(f"INSERT INTO {SCRATCH_TABLE} (payload) VALUES (:p)", p="x" * 64)
 
     return _round_trips(one_client, clients, seconds)
@@ -83,7 +84,7 @@ def client_cpu(database_url: str, redis_url: str, calls: int = 1000) -> dict[str
     (pg8000.native.to_statement, pure Python) and sends an unnamed Parse each time; a
     prepared statement does both once per connection.
     """
-    connection = pg8000.native.Connection(**connect_kwargs(database_url, 10))
+    connection = pg8000.native.Connection(**connect_kwargs(parse_database_url(database_url), 10))
     numbers = iter(range(10**9))
 
     def row() -> dict[str, Any]:

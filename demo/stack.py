@@ -18,6 +18,7 @@ import pg8000.native
 from devserver.copies import FunctionCopy
 from devserver.servers import PostgresServer, RedisServer
 from function.database import connect_kwargs
+from function.targets import parse_database_url
 from function.migrate import apply_migrations
 
 
@@ -118,7 +119,7 @@ class Connection:
     """A pg8000 connection to the stack's database, closed by `with`."""
 
     def __init__(self, url: str) -> None:
-        self.native = pg8000.native.Connection(**connect_kwargs(url, 10))
+        self.native = pg8000.native.Connection(**connect_kwargs(parse_database_url(url), 10))
 
     def __enter__(self) -> Connection:
         return self

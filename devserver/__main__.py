@@ -17,6 +17,7 @@ from pathlib import Path
 import pg8000.native
 
 from function.database import connect_kwargs
+from function.targets import parse_database_url
 from function.migrate import apply_migrations
 
 from .copies import PROJECT_ROOT, FunctionCopy
@@ -44,7 +45,7 @@ def main() -> int:
             started.callback(redis.stop)
             env["REDIS_URL"] = redis.url
             print(f"Redis:      {redis.url} (data in {STATE_DIR / 'redis'})")
-        connection = pg8000.native.Connection(**connect_kwargs(env["DATABASE_URL"], 10))
+        connection = pg8000.native.Connection(**connect_kwargs(parse_database_url(env["DATABASE_URL"]), 10))
         try:
             applied = apply_migrations(connection)
         finally:

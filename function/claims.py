@@ -18,7 +18,7 @@ import redis.asyncio
 import redis.exceptions
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
 
 from . import records
 from .records import Done, InFlight, Record
@@ -73,8 +73,9 @@ class ClaimStore:
         options: dict[str, Any] = {
             "socket_timeout": timeout_seconds,
             "socket_connect_timeout": timeout_seconds,
-            # One attempt: a retry would multiply the time a request waits for a dead Redis.
-            "retry": Retry(NoBackoff(), 0),
+            # A dropped connection (Redis restarted, a failover) is retried once on a
+            # fresh one; a timeout never is: that would multiply the wait on a hung Redis.
+            "retry": Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
             "health_check_interval": 30,
         }
         self._client: redis.asyncio.Redis

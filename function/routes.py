@@ -26,8 +26,13 @@ from .outcomes import Outcome
 from .problems import (
     BodyTooLarge,
     IncompleteBody,
+    InvalidBody,
+    InvalidIdempotencyKey,
+    InvalidProfile,
     MissingIdempotencyKey,
     NotFound,
+    Problem,
+    Unauthenticated,
     UnsupportedMediaType,
 )
 from .records import key_hash
@@ -112,15 +117,27 @@ def order_response(answer: Answer, notes: Notes) -> Response:
 
 
 def profile_of(request: Request, service: Service) -> str:
-    headers = request.headers
+    query = request.query_params.getlist("profileId")
+    if len(query) > 1:
+        raise InvalidProfile("profileId is given more than once")
     return auth.profile_of(
-        headers.get("authorization"), headers.get("x-profile-id"),
-        request.query_params.get("profileId"), service.settings,
+        single_header(request, "authorization", Unauthenticated),
+        single_header(request, "x-profile-id", InvalidProfile),
+        query[0] if query else None, service.settings,
     )
 
 
+def single_header(request: Request, name: str, problem: type[Problem]) -> str | None:
+    """A header that decides who is asking or what key is used may appear once: with
+    two, believing either one would let a client choose which a proxy checked."""
+    values = request.headers.getlist(name)
+    if len(values) > 1:
+        raise problem(f"the {name} header is sent more than once")
+    return values[0] if values else None
+
+
 def idempotency_key_of(request: Request, *, required: bool) -> str | None:
-    raw = request.headers.get("idempotency-key")
+    raw = single_header(request, "idempotency-key", InvalidIdempotencyKey)
     if raw is None:
         if required:
             raise MissingIdempotencyKey("send an Idempotency-Key header, e.g. a UUID per order")
@@ -142,6 +159,12 @@ async def json_body(request: Request) -> bytes:
 
 async def read_body(request: Request) -> bytes:
     """At most MAX_BODY_BYTES, whether or not the client said how long the body is."""
+    codings = ",".join(request.headers.getlist("transfer-encoding")).replace(" ", "").lower()
+    if codings not in ("", "chunked"):  # the server de-chunks; we would misread anything else
+        raise InvalidBody("Transfer-Encoding may only be chunked")
+    content_coding = request.headers.get("content-encoding", "identity").strip().lower()
+    if content_coding != "identity":
+        raise UnsupportedMediaType("send the body without a Content-Encoding (identity)")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise BodyTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")

@@ -19,6 +19,7 @@ import requests
 from devserver.copies import FunctionCopy
 from devserver.servers import PostgresServer, RedisServer
 from function.migrate import apply_migrations
+from hardening.server_errors import LogWatch
 
 ORDER = {"productId": "sku-1", "productQuantity": 2}
 
@@ -180,6 +181,17 @@ def assert_problem(response: requests.Response, status: int, *words: str) -> dic
     for word in words:
         assert word.lower() in text, f"{word!r} not in {problem}"
     return problem
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_copy_answered_a_500(workdir: Path) -> Iterator[None]:
+    """After each test module: no copy it talked to logged a 500 or a crash. Each copy
+    has its own log (the shared api copy's is read from where the module started)."""
+    watch = LogWatch(workdir)
+    watch.mark()
+    yield
+    errors = watch.new_errors()
+    assert not errors, f"copies answered 500 or crashed: {errors}"
 
 
 @pytest.fixture(autouse=True)
