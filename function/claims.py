@@ -11,6 +11,7 @@ the claim another copy took since.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -71,7 +72,9 @@ class CacheUnavailable(Exception):
 class ClaimStore:
     def __init__(self, target: RedisTarget, *, timeout_seconds: float) -> None:
         options: dict[str, Any] = {
-            "socket_timeout": timeout_seconds,
+            # No socket_timeout: redis-py runs every write under asyncio.wait_for, a new
+            # task per command. `_call` bounds the whole call with one asyncio.timeout.
+            "socket_timeout": None,
             "socket_connect_timeout": timeout_seconds,
             # A dropped connection (Redis restarted, a failover) is retried once on a
             # fresh one; a timeout never is: that would multiply the wait on a hung Redis.
@@ -92,6 +95,7 @@ class ClaimStore:
         self._claim_or_read = self._client.register_script(CLAIM_OR_READ)
         self._finish = self._client.register_script(FINISH)
         self._release = self._client.register_script(RELEASE)
+        self._timeout_seconds = timeout_seconds
         self._down_until = 0.0
 
     async def claim_or_read(self, key: str, claim: InFlight, lease_ms: int) -> Record | None:
@@ -113,8 +117,9 @@ class ClaimStore:
     async def ping(self) -> bool:
         """For /healthz: asks Redis even while cooling down."""
         try:
-            await self._client.ping()
-        except (redis.exceptions.RedisError, OSError):
+            async with asyncio.timeout(self._timeout_seconds):
+                await self._client.ping()
+        except (redis.exceptions.RedisError, OSError):  # TimeoutError is an OSError
             return False
         self._down_until = 0.0
         return True
@@ -127,8 +132,9 @@ class ClaimStore:
         if self.cooling_down:
             raise CacheUnavailable("cooling-down")
         try:
-            return await script(keys=[key], args=list(args))
-        except (redis.exceptions.RedisError, OSError) as exc:
+            async with asyncio.timeout(self._timeout_seconds):
+                return await script(keys=[key], args=list(args))
+        except (redis.exceptions.RedisError, OSError) as exc:  # TimeoutError is an OSError
             self._down_until = time.monotonic() + COOL_DOWN_SECONDS
             raise CacheUnavailable(failure_kind(exc)) from exc
 

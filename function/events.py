@@ -19,7 +19,7 @@ from starlette.responses import Response
 from .inputs import check_profile, decode_json, order_request_from, parse_idempotency_key
 from .problems import InvalidBody, InvalidEvent, InvalidProfile
 from .records import key_hash
-from .routes import Notes, media_type, read_body
+from .routes import Notes, head_of, media_type, read_body
 from .service import Service
 
 STRUCTURED = "application/cloudevents+json"
@@ -30,7 +30,7 @@ REPLY_SOURCE = "/orders"
 
 
 def is_cloudevent(request: Request) -> bool:
-    return "ce-specversion" in request.headers or media_type(request).startswith("application/cloudevents")
+    return "ce-specversion" in head_of(request) or media_type(request).startswith("application/cloudevents")
 
 
 async def handle(request: Request, service: Service, notes: Notes) -> Response:

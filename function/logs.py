@@ -2,11 +2,14 @@
 
 Written directly rather than through `logging`: the request line is on every request's
 path, and the logging machinery cost several times the JSON encoding itself. Lines are
-written whole, from the event loop's thread (and the start-up), so they never interleave.
+written whole, from the event loop's thread (and the start-up), so they never interleave;
+on the loop, the lines of one loop turn go out in one write at the end of that turn.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import json
 import sys
 import time
@@ -18,6 +21,7 @@ _threshold = _LEVELS["info"]
 _encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 _stamped_second = -1
 _stamp_prefix = ""
+_pending: list[str] = []
 
 
 def configure(level: str) -> None:
@@ -51,8 +55,24 @@ def _write(level: str, message: str, fields: dict[str, Any]) -> None:
     for name, value in fields.items():
         if value is not None:
             line[name] = value
-    sys.stdout.write(_encode(line) + "\n")
-    sys.stdout.flush()  # promptly, even where stdout is a pipe with a buffer
+    _pending.append(_encode(line) + "\n")
+    if len(_pending) > 1:
+        return  # a flush is already scheduled for this loop turn
+    try:
+        asyncio.get_running_loop().call_soon(flush)
+    except RuntimeError:  # no loop (start-up): at once
+        flush()
+
+
+def flush() -> None:
+    """Promptly, even where stdout is a pipe with a buffer."""
+    if _pending:
+        sys.stdout.write("".join(_pending))
+        _pending.clear()
+        sys.stdout.flush()
+
+
+atexit.register(flush)
 
 
 def _timestamp() -> str:

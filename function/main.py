@@ -42,7 +42,7 @@ async def handle(request: Request) -> Response:
     started = time.perf_counter()
     notes = routes.Notes()
     try:
-        endpoint, order_id = routing.match(request.method, request.url.path)
+        endpoint, order_id = routing.match(request.method, request.scope["path"])
         notes.route = endpoint
         if endpoint == "create" and events.is_cloudevent(request):
             endpoint = notes.route = "event"

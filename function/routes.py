@@ -44,6 +44,41 @@ JSON = "application/json"
 _MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,64}")
 
 
+class Head:
+    """The request's headers, read once into a dict: a route looks up several, and each
+    lookup in Starlette's `Headers` scans the whole list again (the profile showed it)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        values: dict[str, list[str]] = {}
+        for name, value in raw:  # ASGI header names are lower-case already
+            values.setdefault(name.decode("latin-1"), []).append(value.decode("latin-1"))
+        self._values = values
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        found = self._values.get(name)
+        return found[0] if found else default
+
+    def all(self, name: str) -> list[str]:
+        return self._values.get(name, [])
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._values
+
+
+def head_of(request: Request) -> Head:
+    head = request.scope.get("orders.head")
+    if head is None:
+        head = request.scope["orders.head"] = Head(request.scope["headers"])
+    return head
+
+
+def query_values(request: Request, name: str) -> list[str]:
+    """Parsed only when there is a query string: most requests have none."""
+    return request.query_params.getlist(name) if request.scope.get("query_string") else []
+
+
 @dataclass
 class Notes:
     """What the request's log line and metrics say about it, filled in as it goes."""
@@ -77,8 +112,8 @@ async def get_order(request: Request, service: Service, notes: Notes, order_id: 
 
 async def list_orders(request: Request, service: Service, notes: Notes) -> Response:
     notes.profile = profile_of(request, service)
-    limit = parse_limit(request.query_params.get("limit"))
-    below = parse_cursor(request.query_params.get("cursor"))
+    limit = parse_limit(next(iter(query_values(request, "limit")), None))
+    below = parse_cursor(next(iter(query_values(request, "cursor")), None))
     page = await service.orders.newest(notes.profile, limit, below)
     document = {
         "orders": [order.document() for order in page.orders],
@@ -117,7 +152,7 @@ def order_response(answer: Answer, notes: Notes) -> Response:
 
 
 def profile_of(request: Request, service: Service) -> str:
-    query = request.query_params.getlist("profileId")
+    query = query_values(request, "profileId")
     if len(query) > 1:
         raise InvalidProfile("profileId is given more than once")
     return auth.profile_of(
@@ -130,7 +165,7 @@ def profile_of(request: Request, service: Service) -> str:
 def single_header(request: Request, name: str, problem: type[Problem]) -> str | None:
     """A header that decides who is asking or what key is used may appear once: with
     two, believing either one would let a client choose which a proxy checked."""
-    values = request.headers.getlist(name)
+    values = head_of(request).all(name)
     if len(values) > 1:
         raise problem(f"the {name} header is sent more than once")
     return values[0] if values else None
@@ -146,7 +181,7 @@ def idempotency_key_of(request: Request, *, required: bool) -> str | None:
 
 
 def media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return (head_of(request).get("content-type") or "").partition(";")[0].strip().lower()
 
 
 async def json_body(request: Request) -> bytes:
@@ -159,13 +194,13 @@ async def json_body(request: Request) -> bytes:
 
 async def read_body(request: Request) -> bytes:
     """At most MAX_BODY_BYTES, whether or not the client said how long the body is."""
-    codings = ",".join(request.headers.getlist("transfer-encoding")).replace(" ", "").lower()
-    if codings not in ("", "chunked"):  # the server de-chunks; we would misread anything else
-        raise InvalidBody("Transfer-Encoding may only be chunked")
-    content_coding = request.headers.get("content-encoding", "identity").strip().lower()
-    if content_coding != "identity":
+    head = head_of(request)
+    if "transfer-encoding" in head:  # the server de-chunks; we would misread anything else
+        if ",".join(head.all("transfer-encoding")).replace(" ", "").lower() != "chunked":
+            raise InvalidBody("Transfer-Encoding may only be chunked")
+    if (head.get("content-encoding") or "identity").strip().lower() != "identity":
         raise UnsupportedMediaType("send the body without a Content-Encoding (identity)")
-    declared = request.headers.get("content-length", "")
+    declared = head.get("content-length") or ""
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise BodyTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
     chunks, size = [], 0
