@@ -82,3 +82,11 @@ for _kind in REDIS_FAILURE_KINDS:
     REDIS_FAILURES.labels(_kind)
 for _ended in WAIT_ENDINGS:
     WAITS.labels(_ended)
+ORDER_LATENCY = Histogram(
+    "orders_order_duration_seconds",
+    "Time to answer an order request (HTTP or event), by outcome: a replay should answer "
+    "in a millisecond, a created order in a few, a waited duplicate in up to "
+    "IDEMPOTENCY_WAIT_SECONDS",
+    ["outcome"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
