@@ -40,6 +40,8 @@ class Span:
     attributes: dict[str, Any]
     status: str  # "unset", "ok", "error"
     status_message: str = ""
+    start_ns: int = 0
+    end_ns: int = 0
     resource: dict[str, Any] = field(default_factory=dict)  # service.name and the like
 
     def children(self, spans: list[Span]) -> list[Span]:
@@ -80,7 +82,7 @@ def decode(body: bytes) -> list[Span]:
                     parent_span_id=span.parent_span_id.hex() or None, name=span.name,
                     kind=_KINDS[span.kind], attributes=_attributes(span.attributes),
                     status=_STATUSES[span.status.code], status_message=span.status.message,
-                    resource=resource,
+                    start_ns=span.start_time_unix_nano, end_ns=span.end_time_unix_nano, resource=resource,
                 ))
     return spans
 
@@ -129,12 +131,14 @@ class OtlpReceiver:
                 return spans
             time.sleep(0.02)
 
-    def trace(self, trace_id: str, *, count: int, timeout_seconds: float = 15.0) -> list[Span]:
-        """The spans of one trace, once at least `count` of them arrived."""
-        spans = self.wait_for(
-            lambda spans: sum(span.trace_id == trace_id for span in spans) >= count, timeout_seconds,
-        )
-        return [span for span in spans if span.trace_id == trace_id]
+    def trace(self, trace_id: str, timeout_seconds: float = 15.0) -> list[Span]:
+        """The spans of one trace, once its server span arrived. A server span ends after
+        all its children, so by then they were exported too (in its batch or before)."""
+        def of_trace(spans: list[Span]) -> list[Span]:
+            return [span for span in spans if span.trace_id == trace_id]
+
+        spans = self.wait_for(lambda spans: any(s.kind == "server" for s in of_trace(spans)), timeout_seconds)
+        return of_trace(spans)
 
     def start(self) -> OtlpReceiver:
         self._thread.start()
