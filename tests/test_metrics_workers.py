@@ -9,7 +9,7 @@ from typing import Callable
 import pytest
 import requests
 
-from conftest import ORDER, Database
+from conftest import Client, Database
 from devserver.copies import FunctionCopy
 
 pytestmark = pytest.mark.multiprocess
@@ -29,11 +29,9 @@ def test_with_two_workers_every_scrape_counts_every_request_once(
     (copy,) = start_copies(1, WORKERS="2")
     workers: set[str] = set()
     created = 0
-    # A new connection per request (no Session): keep-alive would pin one worker.
+    # A new client, so a new connection, per request: keep-alive would pin one worker.
     while created < MAX_CREATES and (len(workers) < 2 or created < 20):
-        answer = requests.post(copy.url + "/orders", json=ORDER, timeout=30, headers={
-            "X-Profile-Id": "alice", "Idempotency-Key": f"worker-count-{created}",
-        })
+        answer = Client(copy.url).create(key=f"worker-count-{created}")
         assert answer.status_code == 201
         workers.add(answer.headers["X-Served-By"])
         created += 1

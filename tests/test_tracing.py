@@ -181,7 +181,7 @@ def test_a_replay_is_answered_from_redis_with_no_insert(
 
 
 def test_a_duplicate_that_waits_for_its_original_has_a_wait_span_saying_how_it_ended(
-    traced: Callable[..., FunctionCopy], receiver: OtlpReceiver, redis_server,  # type: ignore[no-untyped-def]
+    traced: Callable[..., FunctionCopy], receiver: OtlpReceiver, redis_server: Any,
 ) -> None:
     from conftest import ORDER
     from function.fingerprint import fingerprint

@@ -102,8 +102,7 @@ class OtlpReceiver:
     @property
     def endpoint(self) -> str:
         """The base URL, as OTEL_EXPORTER_OTLP_ENDPOINT takes it (the SDK adds /v1/traces)."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @property
     def traces_url(self) -> str:

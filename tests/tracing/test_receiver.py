@@ -23,10 +23,11 @@ def receiver() -> Iterator[OtlpReceiver]:
         yield receiver
 
 
-def provider_exporting_to(receiver: OtlpReceiver, **exporter_options: object) -> TracerProvider:
+def provider_exporting_to(receiver: OtlpReceiver, compression: Compression | None = None) -> TracerProvider:
     # Its own provider, never the global one: a test must not change what others see.
     provider = TracerProvider(resource=Resource.create({"service.name": "receiver-test"}))
-    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=receiver.traces_url, **exporter_options)))  # type: ignore[arg-type]
+    exporter = OTLPSpanExporter(endpoint=receiver.traces_url, compression=compression)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
     return provider
 
 
