@@ -14,7 +14,7 @@ import yaml
 
 from conftest import Client
 
-from .manifests import KNATIVE, find, load_documents
+from .manifests import KNATIVE, find, load_documents, validate_core
 
 OBSERVABILITY = KNATIVE / "observability"
 RULES = OBSERVABILITY / "alerts.rules.yaml"
@@ -217,6 +217,7 @@ def test_kustomize_builds_the_observability_directory_with_the_dashboard_as_a_si
     objects = [doc for doc in yaml.safe_load_all(built.stdout) if doc]
     assert sorted(o["kind"] for o in objects) == ["ConfigMap", "PodMonitor", "PrometheusRule"]
     configmap = find(objects, "ConfigMap", "orders-dashboard")
+    validate_core(configmap)
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(configmap["data"]["orders.json"]) == json.loads(DASHBOARD.read_text())
     assert {o["metadata"]["namespace"] for o in objects} == {"orders"}
