@@ -42,6 +42,11 @@ class FunctionCopy:
         self._log = log
         self.process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def log(self) -> Path | None:
+        """Where its output (the JSON log lines among it) goes; None for our stdout."""
+        return self._log
+
     def start(self, *, wait: bool = True) -> FunctionCopy:
         output = open(self._log, "ab") if self._log else None
         try:
