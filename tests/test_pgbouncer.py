@@ -23,6 +23,8 @@ from scaleout_fixtures import PGBOUNCER_POOL_SIZE
 
 pytestmark = pytest.mark.multiprocess
 
+DUPLICATES = 8
+
 
 def urls(copies: list[FunctionCopy]) -> list[str]:
     return [copy.url for copy in copies]
@@ -31,7 +33,10 @@ def urls(copies: list[FunctionCopy]) -> list[str]:
 def test_a_duplicate_storm_over_every_copy_through_pgbouncer_makes_one_order_per_key(
     pooled_copies: list[FunctionCopy], pooled_db: Database,
 ) -> None:
-    result = storm(urls(pooled_copies), keys=96, duplicates=8, keys_at_once=12)
+    # Duplicate d of the k-th key of a wave goes to copy k + d: this many keys per wave
+    # reach every copy.
+    keys_at_once = len(pooled_copies) - DUPLICATES + 1
+    result = storm(urls(pooled_copies), keys=6 * keys_at_once, duplicates=DUPLICATES, keys_at_once=keys_at_once)
 
     assert result.errors == []
     assert server_errors(result) == []
