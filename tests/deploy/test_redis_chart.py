@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import subprocess
 
 import pytest
 import yaml
@@ -30,7 +31,11 @@ VALUE_SETS = {
     "persistence off": {"persistence": {"enabled": False}},
     "no dynamic provisioning": {"persistence": {"storageClass": "-", "size": "5Gi"}},
     "named storage class": {"persistence": {"storageClass": "standard"}},
+    "sentinel": {"architecture": "sentinel"},
+    "sentinel, auth off, five pods": {"architecture": "sentinel", "auth": {"enabled": False},
+                                      "sentinel": {"replicas": 5, "quorum": 3}},
 }
+SENTINEL = {"architecture": "sentinel"}
 
 
 def objects(values: dict | None = None) -> list[Manifest]:
@@ -185,3 +190,95 @@ def test_values_yaml_names_the_bitnami_style_keys_users_expect():
                                    "existingSecretPasswordKey"}
     assert {"enabled", "size", "storageClass"} <= set(values["persistence"])
     assert {"image", "resources", "maxmemory", "maxmemoryPolicy", "service"} <= set(values)
+
+
+# --- Sentinel mode -------------------------------------------------------------------
+
+
+def containers(values: dict | None = None) -> dict[str, Manifest]:
+    return {c["name"]: c for c in statefulset(values)["spec"]["template"]["spec"]["containers"]}
+
+
+def start_script(values: dict) -> str:
+    return find(objects(values), "ConfigMap", REDIS_RELEASE)["data"]["start.sh"]
+
+
+def test_the_default_stays_one_redis_pod_without_sentinels():
+    assert statefulset()["spec"]["replicas"] == 1
+    assert set(containers()) == {"redis"}
+    service = find(objects(), "Service", REDIS_RELEASE)
+    assert [port["name"] for port in service["spec"]["ports"]] == ["redis"]
+    assert "start.sh" not in find(objects(), "ConfigMap", REDIS_RELEASE)["data"]
+
+
+def test_sentinel_mode_runs_a_redis_and_a_sentinel_in_each_pod():
+    assert statefulset(SENTINEL)["spec"]["replicas"] == 3
+    pods = containers(SENTINEL)
+    assert set(pods) == {"redis", "sentinel"}
+    assert pods["redis"]["command"] == ["sh", "/etc/redis/start.sh", "redis"]
+    assert pods["sentinel"]["command"] == ["sh", "/etc/redis/start.sh", "sentinel"]
+    (sentinel_port,) = pods["sentinel"]["ports"]
+    assert sentinel_port["containerPort"] == 26379
+    mounts = {m["name"]: m["mountPath"] for m in pods["sentinel"]["volumeMounts"]}
+    assert mounts["sentinel"] == "/sentinel"  # writable: a sentinel rewrites its config
+    volumes = {v["name"]: v for v in statefulset(SENTINEL)["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["sentinel"] == {"name": "sentinel", "emptyDir": {}}
+
+
+def test_sentinels_and_replicas_reach_each_pod_by_name_even_before_it_is_ready():
+    service = find(objects(SENTINEL), "Service", REDIS_RELEASE)
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    ports = {port["name"]: port["port"] for port in service["spec"]["ports"]}
+    assert ports == {"redis": 6379, "sentinel": 26379}
+
+
+def test_the_start_script_is_valid_shell_and_monitors_the_set_with_its_quorum():
+    for values in (SENTINEL, VALUE_SETS["sentinel, auth off, five pods"]):
+        script = start_script(values)
+        checked = subprocess.run(["sh", "-n"], input=script, text=True, capture_output=True, check=False)
+        assert checked.returncode == 0, checked.stderr
+    script = start_script(SENTINEL)
+    assert 'sentinel monitor orders $primary 6379 2' in script
+    assert "sentinel resolve-hostnames yes" in script and "sentinel announce-hostnames yes" in script
+    assert "for n in $(seq 0 2)" in script  # asks every pod's sentinel
+    assert '--replicaof "$primary" 6379' in script
+    five = start_script(VALUE_SETS["sentinel, auth off, five pods"])
+    assert "sentinel monitor orders $primary 6379 3" in five and "$(seq 0 4)" in five
+
+
+def test_with_auth_the_replicas_and_sentinels_use_the_one_password_and_without_it_none():
+    script = start_script(SENTINEL)
+    assert '--masterauth "$REDIS_PASSWORD"' in script
+    assert "sentinel auth-pass orders $REDIS_PASSWORD" in script
+    assert "requirepass $REDIS_PASSWORD" in script
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in containers(SENTINEL)["sentinel"]["env"]}
+    assert env["REDIS_PASSWORD"] == {"name": REDIS_RELEASE, "key": "redis-password"}
+    off = start_script(VALUE_SETS["sentinel, auth off, five pods"])
+    assert "REDIS_PASSWORD" not in off
+    assert "env" not in containers(VALUE_SETS["sentinel, auth off, five pods"])["sentinel"]
+
+
+def test_the_notes_give_the_sentinel_url_naming_every_pod():
+    notes = render_chart(SENTINEL)["redis/templates/NOTES.txt"]
+    hosts = ",".join(f"{REDIS_RELEASE}-{n}.{HOST}:26379" for n in range(3))
+    assert f"redis+sentinel://:<password>@{hosts}/orders/0" in notes
+
+
+def test_sentinel_values_out_of_range_are_rejected():
+    import helm_python
+
+    with pytest.raises(helm_python.HelmValuesError):
+        render_chart({"architecture": "sentinel", "sentinel": {"replicas": 2}})
+    with pytest.raises(helm_python.HelmValuesError):
+        render_chart({"architecture": "replication"})
+    with pytest.raises(helm_python.HelmRenderError, match="quorum"):
+        render_chart({"architecture": "sentinel", "sentinel": {"replicas": 3, "quorum": 4}})
+
+
+def test_the_chart_lints_clean_in_sentinel_mode():
+    import helm_python
+
+    report = helm_python.lint(str(REDIS_CHART), SENTINEL, strict=True, namespace=NAMESPACE,
+                              kube_version="v1.30.0")
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not problems and not report["errors"], report
