@@ -64,7 +64,7 @@ class SentinelProcess(_Process):
             address = self.client().sentinel_get_master_addr_by_name(self.service_name)
         except redis.RedisError:
             return None
-        return int(address[1]) if address else None
+        return int(address[1]) if isinstance(address, tuple) else None
 
     def _answers(self) -> bool:
         try:
@@ -109,10 +109,10 @@ class SentinelSet:
 
     def primary(self) -> RedisServer:
         """The server every running sentinel names as primary (they must agree)."""
-        seen = {s.primary_port_seen() for s in self.sentinels if s.running}
-        if len(seen) != 1 or None in seen:
-            raise RuntimeError(f"the sentinels disagree about the primary: ports {seen}")
-        return self._server_on(seen.pop())  # type: ignore[arg-type]
+        port = self._agreed_primary_port()
+        if port is None:
+            raise RuntimeError("the sentinels do not agree on a primary")
+        return self._server_on(port)
 
     def kill_primary(self) -> RedisServer:
         """SIGKILL the primary: no goodbye, its newest writes may never reach the replica."""
@@ -131,9 +131,8 @@ class SentinelSet:
         """Until every running sentinel names another server, and that one says it is
         the primary; returns it."""
         def promoted() -> bool:
-            seen = {s.primary_port_seen() for s in self.sentinels if s.running}
-            return len(seen) == 1 and seen != {old.port} and None not in seen and _role(
-                self._server_on(next(iter(seen)))) == "master"
+            port = self._agreed_primary_port()
+            return port is not None and port != old.port and _role(self._server_on(port)) == "master"
 
         _wait_until(promoted, "the sentinels to promote a new primary", timeout_seconds)
         return self.primary()
@@ -147,11 +146,20 @@ class SentinelSet:
         _wait_until(lambda: _replica_of(server) == primary.port,
                     "the old primary to become a replica of the new one", timeout_seconds)
 
+    def _agreed_primary_port(self) -> int | None:
+        """The primary's port if every running sentinel names the same one."""
+        seen = {s.primary_port_seen() for s in self.sentinels if s.running}
+        if len(seen) != 1:
+            return None
+        return seen.pop()
+
     def _sentinels_see_everyone(self) -> bool:
         for sentinel in self.sentinels:
             try:
                 state = sentinel.client().sentinel_master(self.service_name)
             except redis.RedisError:
+                return False
+            if not isinstance(state, dict):
                 return False
             if state["num-other-sentinels"] < SENTINELS - 1 or state["num-slaves"] < 1:
                 return False
