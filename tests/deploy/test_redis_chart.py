@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+import time
 
 import pytest
 import yaml
@@ -282,3 +283,85 @@ def test_the_chart_lints_clean_in_sentinel_mode():
                               kube_version="v1.30.0")
     problems = [m for m in report["messages"] if m["severity"] >= 2]
     assert not problems and not report["errors"], report
+
+
+# --- the Sentinel-mode start script, run outside a pod -------------------------------
+# `hostname`, `redis-cli` (the sentinels' answer) and `redis-server` are stand-ins on
+# PATH, so the script's choices can be read; the configuration it writes is then loaded
+# by a real redis-server.
+
+POD_DOMAIN = f"{REDIS_RELEASE}.{NAMESPACE}.svc.cluster.local"
+
+
+def run_start_script(tmp_path, values: dict, role: str, pod: int, sentinels_say: str | None) -> list[str]:
+    """The arguments start.sh hands redis-server as pod `pod`, when the sentinels name
+    `sentinels_say` as primary (None: no sentinel answers yet, a first install)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    stand_ins = {
+        "hostname": f"echo {REDIS_RELEASE}-{pod}",
+        "redis-cli": f"echo {sentinels_say}" if sentinels_say else "exit 1",
+        "redis-server": f'printf "%s\\n" "$@" > {tmp_path}/args',
+    }
+    for name, body in stand_ins.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    script = tmp_path / "start.sh"
+    script.write_text(start_script(values))
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REDIS_PASSWORD": "s3cret", "SENTINEL_DIR": str(tmp_path)}
+    subprocess.run(["sh", str(script), role], env=env, check=True, timeout=30)
+    return (tmp_path / "args").read_text().splitlines()
+
+
+def pod_name(n: int) -> str:
+    return f"{REDIS_RELEASE}-{n}.{POD_DOMAIN}"
+
+
+def test_on_a_first_install_pod_0_starts_as_primary_and_the_others_as_its_replicas(tmp_path):
+    first = run_start_script(tmp_path, SENTINEL, "redis", pod=0, sentinels_say=None)
+    assert "--replicaof" not in first
+    assert first[:3] == ["/etc/redis/redis.conf", "--replica-announce-ip", pod_name(0)]
+    second = run_start_script(tmp_path, SENTINEL, "redis", pod=1, sentinels_say=None)
+    assert second[second.index("--replicaof") + 1:][:2] == [pod_name(0), "6379"]
+    assert second[second.index("--masterauth") + 1] == "s3cret"
+
+
+def test_after_a_failover_a_restarted_pod_0_follows_the_primary_the_sentinels_name(tmp_path):
+    args = run_start_script(tmp_path, SENTINEL, "redis", pod=0, sentinels_say=pod_name(2))
+    assert args[args.index("--replicaof") + 1:][:2] == [pod_name(2), "6379"]
+    # ... and the one the sentinels name as primary starts as primary.
+    assert "--replicaof" not in run_start_script(tmp_path, SENTINEL, "redis", pod=2, sentinels_say=pod_name(2))
+
+
+def test_the_sentinel_configuration_the_script_writes_loads_in_a_real_sentinel(tmp_path):
+    from devserver.binaries import redis_server_binary
+    from devserver.servers import free_port
+
+    # A primary the test can resolve and that does not exist: the sentinel only has to
+    # accept its configuration, not find a Redis.
+    ports = {"service": {"port": free_port()}, "sentinel": {"port": free_port()}}
+    args = run_start_script(tmp_path, {**SENTINEL, **ports}, "sentinel", pod=1, sentinels_say="localhost")
+    assert args == [f"{tmp_path}/sentinel.conf", "--sentinel"]
+    conf = (tmp_path / "sentinel.conf").read_text()
+    assert f"sentinel monitor orders localhost {ports['service']['port']} 2" in conf
+    assert f"sentinel announce-ip {pod_name(1)}" in conf
+    assert "sentinel auth-pass orders s3cret" in conf
+
+    sentinel = subprocess.Popen([str(redis_server_binary()), *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+    try:
+        import redis
+
+        client = redis.Redis(port=ports["sentinel"]["port"], password="s3cret", socket_timeout=2)
+        for _ in range(100):
+            try:
+                assert client.sentinel_master("orders")["port"] == ports["service"]["port"]
+                break
+            except redis.ConnectionError:
+                assert sentinel.poll() is None, sentinel.stdout.read().decode()  # type: ignore[union-attr]
+                time.sleep(0.05)
+        else:
+            raise AssertionError("the sentinel never answered")
+    finally:
+        sentinel.kill()
+        sentinel.wait()
