@@ -324,6 +324,10 @@ def test_on_a_first_install_pod_0_starts_as_primary_and_the_others_as_its_replic
     second = run_start_script(tmp_path, SENTINEL, "redis", pod=1, sentinels_say=None)
     assert second[second.index("--replicaof") + 1:][:2] == [pod_name(0), "6379"]
     assert second[second.index("--masterauth") + 1] == "s3cret"
+    # A real redis-server takes these arguments (with a local config file instead of
+    # the ConfigMap's) and starts as a replica of pod 0.
+    info = replication_info(tmp_path, second[1:])
+    assert info["role"] == "slave" and info["master_host"] == pod_name(0)
 
 
 def test_after_a_failover_a_restarted_pod_0_follows_the_primary_the_sentinels_name(tmp_path):
@@ -331,6 +335,32 @@ def test_after_a_failover_a_restarted_pod_0_follows_the_primary_the_sentinels_na
     assert args[args.index("--replicaof") + 1:][:2] == [pod_name(2), "6379"]
     # ... and the one the sentinels name as primary starts as primary.
     assert "--replicaof" not in run_start_script(tmp_path, SENTINEL, "redis", pod=2, sentinels_say=pod_name(2))
+
+
+def replication_info(tmp_path, args: list[str]) -> dict:
+    """INFO replication of a real redis-server started with `args` after a config file."""
+    import redis
+
+    from devserver.binaries import redis_server_binary
+    from devserver.servers import free_port
+
+    port = free_port()
+    conf = tmp_path / "redis.conf"
+    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\nsave \"\"\n")
+    server = subprocess.Popen([str(redis_server_binary()), str(conf), *args],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port, password="s3cret", socket_timeout=2)
+        for _ in range(100):
+            try:
+                return client.info("replication")
+            except redis.ConnectionError:
+                assert server.poll() is None, "redis-server refused the arguments"
+                time.sleep(0.05)
+        raise AssertionError("redis-server never answered")
+    finally:
+        server.kill()
+        server.wait()
 
 
 def test_the_sentinel_configuration_the_script_writes_loads_in_a_real_sentinel(tmp_path):
