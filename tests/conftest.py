@@ -17,11 +17,15 @@ import pytest
 import requests
 
 from devserver.copies import FunctionCopy
+from devserver.fleet import start_together
 from devserver.servers import PostgresServer, RedisServer
 from function.migrate import apply_migrations
 from hardening.server_errors import LogWatch
 
 ORDER = {"productId": "sku-1", "productQuantity": 2}
+
+# PgBouncer, Redis Sentinel and the many-copies fixtures.
+pytest_plugins = ["scaleout_fixtures"]
 
 # Generated tests (Hypothesis, schemathesis) are repeatable by default, so a run passes or
 # fails the same way on every machine; HYPOTHESIS_PROFILE=explore draws fresh examples.
@@ -124,13 +128,9 @@ def start_copies(base_env: dict[str, str], workdir: Path, db: Database) -> Itera
     started: list[FunctionCopy] = []
 
     def start(count: int = 1, **env: str) -> list[FunctionCopy]:
-        copies = [
-            FunctionCopy({**base_env, **env}, log=workdir / f"copy-{next(_log_numbers)}.log").start(wait=False)
-            for _ in range(count)
-        ]
+        logs = [workdir / f"copy-{next(_log_numbers)}.log" for _ in range(count)]
+        copies = start_together({**base_env, **env}, logs)
         started.extend(copies)
-        for copy in copies:
-            copy.wait_ready()
         return copies
 
     yield start

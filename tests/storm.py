@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 
 import requests
 
+# The body of every storm request, so a later replay can send the same one.
+STORM_ORDER = {"productId": "sku-storm", "productQuantity": 1}
+
 
 @dataclass
 class StormResult:
@@ -59,7 +62,7 @@ def _send(
     barrier.wait()
     try:
         response = session.post(
-            url + "/orders", json={"productId": "sku-storm", "productQuantity": 1},
+            url + "/orders", json=STORM_ORDER,
             headers={"Idempotency-Key": key, "X-Profile-Id": profile}, timeout=60,
         )
     except requests.RequestException as exc:

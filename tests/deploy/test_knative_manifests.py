@@ -25,6 +25,7 @@ from .manifests import (
     is_knative,
     load_directory,
     load_documents,
+    pgbouncer_ini,
     render_chart,
     rendered_manifests,
     unknown_fields,
@@ -48,15 +49,11 @@ REPLY_EVENT = "com.example.order.created"
 CONFIG_KEYS = {
     "IDEMPOTENCY_TTL_SECONDS", "IDEMPOTENCY_LEASE_SECONDS", "IDEMPOTENCY_WAIT_SECONDS",
     "IDEMPOTENCY_KEY_REQUIRED", "IDEMPOTENCY_ON_MISMATCH", "AUTO_MIGRATE",
-    "DATABASE_POOL_SIZE", "DATABASE_CONNECT_TIMEOUT_SECONDS",
+    "DATABASE_POOLING", "DATABASE_POOL_SIZE", "DATABASE_CONNECT_TIMEOUT_SECONDS",
     "DATABASE_STATEMENT_TIMEOUT_SECONDS", "REDIS_TIMEOUT_SECONDS", "LOG_LEVEL",
     "WORKERS", "MIGRATION_TIMEOUT_SECONDS",
 }
 SECRET_KEYS = {"DATABASE_URL", "REDIS_URL"}
-
-# Connections kept free at PostgreSQL beyond the function's copies: a migration run
-# and a few admin sessions (psql, monitoring).
-ADMIN_CONNECTIONS = 10
 
 
 def all_manifests() -> list[Manifest]:
@@ -276,17 +273,20 @@ def test_the_lease_outlasts_the_longest_create_so_a_live_claim_never_expires():
     assert float(settings["IDEMPOTENCY_LEASE_SECONDS"]) >= revision_spec()["timeoutSeconds"]
 
 
-def test_the_worst_case_connections_fit_postgres_max_connections():
+def test_the_worst_case_connections_fit_one_pgbouncer_pods_max_client_conn():
     settings = config()
     per_revision = (int(settings["DATABASE_POOL_SIZE"]) * int(settings["WORKERS"])
                     * int(revision_annotations()["autoscaling.knative.dev/max-scale"]))
-    assert per_revision == 40  # the number the comments state
-    postgres = find(load_documents(POSTGRES_K8S / "statefulset.yaml"), "StatefulSet", "postgres")
-    args = postgres["spec"]["template"]["spec"]["containers"][0]["args"]
-    server = dict(arg.split("=", 1) for arg in args if "=" in arg)
-    usable = int(server["max_connections"]) - int(server["superuser_reserved_connections"])
-    # A rollout runs the old revision's copies beside the new ones.
-    assert 2 * per_revision + ADMIN_CONNECTIONS <= usable
+    assert per_revision == 400  # the number the comments state
+    # A rollout runs the old revision's copies beside the new ones, and the Service in
+    # front of PgBouncer may send all of them to one pod.
+    assert 2 * per_revision <= int(pgbouncer_ini()["pgbouncer"]["max_client_conn"])
+
+
+def test_the_function_is_told_its_database_url_is_a_transaction_mode_pooler():
+    # The secret example's DATABASE_URL names PgBouncer (checked below, with the hosts).
+    assert config()["DATABASE_POOLING"] == "transaction"
+    assert pgbouncer_ini()["pgbouncer"]["pool_mode"] == "transaction"
 
 
 def test_the_pool_is_far_smaller_than_the_requests_a_copy_holds():
@@ -325,9 +325,9 @@ def test_the_secret_example_holds_only_placeholders_pointing_at_the_real_hosts()
     assert "CHANGE-ME" in database.password and "CHANGE-ME" in redis.password
     assert database.scheme == "postgresql" and redis.scheme == "redis"
 
-    postgres_service = find(load_documents(POSTGRES_K8S / "service.yaml"), "Service", "postgres")
-    assert database.hostname == f"postgres.{NAMESPACE}.svc.cluster.local"
-    assert database.port == postgres_service["spec"]["ports"][0]["port"]
+    pgbouncer = find(load_documents(POSTGRES_K8S / "pgbouncer.yaml"), "Service", "pgbouncer")
+    assert database.hostname == f"pgbouncer.{NAMESPACE}.svc.cluster.local"
+    assert database.port == pgbouncer["spec"]["ports"][0]["port"]
 
     redis_service = find(rendered_manifests(render_chart()), "Service", REDIS_RELEASE)
     assert redis.hostname == f"{REDIS_RELEASE}.{NAMESPACE}.svc.cluster.local"
