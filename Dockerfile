@@ -34,7 +34,7 @@ USER 10001:10001
 # listens on $PORT by itself, so the command needs no --port.
 EXPOSE 8080
 
-# Exec form: gunicorn (inside functions-framework) is PID 1 and gets SIGTERM directly,
-# finishing in-flight requests before the pod goes. Same source and target as the
-# Procfile's web: line. WORKERS and THREADS come from the Service's environment.
-CMD ["functions-framework", "--source=function/main.py", "--target=handle"]
+# Exec form: gunicorn (inside functions-framework) is PID 1 and gets SIGTERM directly;
+# its uvicorn worker finishes in-flight requests before the pod goes. The Procfile's
+# web: line (the ASGI stack, --asgi), less --port. WORKERS comes from the environment.
+CMD ["functions-framework", "--asgi", "--source=function/main.py", "--target=handle"]

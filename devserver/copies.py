@@ -44,11 +44,16 @@ class FunctionCopy:
         self._env = {**os.environ, **env, "PORT": str(self.port), "HOST": host}
         # The venv's console scripts (functions-framework) must be found like on a PATH.
         self._env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self._env.get('PATH', '')}"
-        self.log = log
+        self._log = log
         self.process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def log(self) -> Path | None:
+        """Where its output (the JSON log lines among it) goes; None for our stdout."""
+        return self._log
+
     def start(self, *, wait: bool = True) -> FunctionCopy:
-        output = open(self.log, "ab") if self.log else None
+        output = open(self._log, "ab") if self._log else None
         try:
             self.process = subprocess.Popen(
                 ["/bin/sh", "-c", "exec " + self.command], cwd=PROJECT_ROOT, env=self._env,

@@ -118,11 +118,15 @@ class PostgresServer(_Process):
 
     stop_signal = signal.SIGINT  # "fast shutdown": running transactions are rolled back
 
-    def __init__(self, workdir: Path, port: int | None = None, *, durable: bool = False):
+    def __init__(
+        self, workdir: Path, port: int | None = None, *, durable: bool = False,
+        max_connections: int = 200,
+    ):
         super().__init__()
         self.workdir = workdir
         self.port = port or free_port()
         self.durable = durable
+        self.max_connections = max_connections
         self.bin_dir = postgres_bin_dir()
         self.user = _service_user()
         if self.user is not None:
@@ -142,7 +146,7 @@ class PostgresServer(_Process):
                 check=True, capture_output=True, user=self.user,
             )
         settings = ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.workdir}",
-                    "-c", "max_connections=200"]
+                    "-c", f"max_connections={self.max_connections}"]
         if not self.durable:  # tests: speed over crash safety
             settings += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         self._spawn([str(self.bin_dir / "postgres"), "-D", str(data), "-p", str(self.port), *settings],

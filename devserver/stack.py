@@ -17,6 +17,7 @@ from typing import Mapping
 import pg8000.native
 
 from function.database import connect_kwargs
+from function.targets import parse_database_url
 from function.migrate import apply_migrations
 
 from .copies import LOOPBACK, FunctionCopy
@@ -132,7 +133,7 @@ class Connection:
     """A pg8000 connection to the stack's database, closed by `with`."""
 
     def __init__(self, url: str) -> None:
-        self.native = pg8000.native.Connection(**connect_kwargs(url, 10))
+        self.native = pg8000.native.Connection(**connect_kwargs(parse_database_url(url), 10))
 
     def __enter__(self) -> Connection:
         return self

@@ -1,5 +1,9 @@
 """Redis: claim a key, finish it with the answer, or release it, in one round trip each.
 
+One `redis.asyncio` client per worker process, made on the loop that uses it. A Sentinel
+set (`redis+sentinel://`) is followed through failovers by redis-py itself; a demoted
+primary's READONLY answer counts as "Redis unavailable", like a timeout.
+
 Every write that depends on the record checks it inside Redis (a Lua script), never on a
 value read in an earlier round trip: a copy whose lease ran out cannot overwrite or free
 the claim another copy took since.
@@ -7,13 +11,19 @@ the claim another copy took since.
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
+from typing import Any
 
-import redis
+import redis.asyncio
+import redis.exceptions
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+from redis.asyncio.retry import Retry
 
 from . import records
 from .records import Done, InFlight, Record
+from .targets import RedisTarget
 
 # KEYS[1] record; ARGV[1] in-flight record; ARGV[2] lease in ms. Returns what was there,
 # or nil after writing the claim.
@@ -52,46 +62,64 @@ COOL_DOWN_SECONDS = 1.0
 
 
 class CacheUnavailable(Exception):
-    """Redis did not answer; the caller goes on with PostgreSQL alone."""
+    """Redis did not answer usably; the caller goes on with PostgreSQL alone."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind  # timeout, connection, readonly, unreadable-record, other, cooling-down
 
 
 class ClaimStore:
-    def __init__(self, url: str, *, timeout_seconds: float) -> None:
-        self._client = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            # One attempt: a retry would multiply the time a request waits for a dead Redis.
-            retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0),
-            health_check_interval=30,
-        )
+    def __init__(self, target: RedisTarget, *, timeout_seconds: float) -> None:
+        options: dict[str, Any] = {
+            # No socket_timeout: redis-py runs every write under asyncio.wait_for, a new
+            # task per command. `_call` bounds the whole call with one asyncio.timeout.
+            "socket_timeout": None,
+            "socket_connect_timeout": timeout_seconds,
+            # A dropped connection (Redis restarted, a failover) is retried once on a
+            # fresh one; a timeout never is: that would multiply the wait on a hung Redis.
+            "retry": Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
+            "health_check_interval": 30,
+        }
+        self._client: redis.asyncio.Redis
+        if target.sentinels is None:
+            self._client = redis.asyncio.Redis.from_url(target.url, **options)
+        else:
+            sentinels = target.sentinels
+            self._sentinel = Sentinel(
+                list(sentinels.addresses),
+                sentinel_kwargs={"socket_timeout": timeout_seconds, "socket_connect_timeout": timeout_seconds},
+                password=sentinels.password, db=sentinels.db, **options,
+            )
+            self._client = self._sentinel.master_for(sentinels.service_name)
         self._claim_or_read = self._client.register_script(CLAIM_OR_READ)
         self._finish = self._client.register_script(FINISH)
         self._release = self._client.register_script(RELEASE)
+        self._timeout_seconds = timeout_seconds
         self._down_until = 0.0
-        self._lock = threading.Lock()
 
-    def claim_or_read(self, key: str, claim: InFlight, lease_ms: int) -> Record | None:
+    async def claim_or_read(self, key: str, claim: InFlight, lease_ms: int) -> Record | None:
         """None when this call took the claim; else the record another request left."""
-        raw = self._call(self._claim_or_read, key, records.encode(claim), lease_ms)
+        raw = await self._call(self._claim_or_read, key, records.encode(claim), lease_ms)
         if raw is None:
             return None
         try:
             return records.decode(raw)
-        except (ValueError, KeyError) as exc:  # not written by us: trust PostgreSQL instead
-            raise CacheUnavailable("unreadable record") from exc
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not ours: trust PostgreSQL
+            raise CacheUnavailable("unreadable-record") from exc
 
-    def finish(self, key: str, owner: str | None, done: Done, ttl_ms: int) -> None:
-        self._call(self._finish, key, owner or "", records.encode(done), ttl_ms)
+    async def finish(self, key: str, owner: str | None, done: Done, ttl_ms: int) -> None:
+        await self._call(self._finish, key, owner or "", records.encode(done), ttl_ms)
 
-    def release(self, key: str, owner: str) -> None:
-        self._call(self._release, key, owner)
+    async def release(self, key: str, owner: str) -> None:
+        await self._call(self._release, key, owner)
 
-    def ping(self) -> bool:
+    async def ping(self) -> bool:
         """For /healthz: asks Redis even while cooling down."""
         try:
-            self._client.ping()
-        except redis.RedisError:
+            async with asyncio.timeout(self._timeout_seconds):
+                await self._client.ping()
+        except (redis.exceptions.RedisError, OSError):  # TimeoutError is an OSError
             return False
         self._down_until = 0.0
         return True
@@ -100,12 +128,22 @@ class ClaimStore:
     def cooling_down(self) -> bool:
         return time.monotonic() < self._down_until
 
-    def _call(self, script: redis.commands.core.Script, key: str, *args: str | int) -> bytes | None:
+    async def _call(self, script: redis.commands.core.AsyncScript, key: str, *args: str | int) -> bytes | None:
         if self.cooling_down:
-            raise CacheUnavailable("cooling down after a failure")
+            raise CacheUnavailable("cooling-down")
         try:
-            return script(keys=[key], args=list(args))
-        except redis.RedisError as exc:
-            with self._lock:
-                self._down_until = time.monotonic() + COOL_DOWN_SECONDS
-            raise CacheUnavailable(type(exc).__name__) from exc
+            async with asyncio.timeout(self._timeout_seconds):
+                return await script(keys=[key], args=list(args))
+        except (redis.exceptions.RedisError, OSError) as exc:  # TimeoutError is an OSError
+            self._down_until = time.monotonic() + COOL_DOWN_SECONDS
+            raise CacheUnavailable(failure_kind(exc)) from exc
+
+
+def failure_kind(exc: BaseException) -> str:
+    if isinstance(exc, redis.exceptions.ReadOnlyError):
+        return "readonly"
+    if isinstance(exc, (redis.exceptions.TimeoutError, TimeoutError)):
+        return "timeout"
+    if isinstance(exc, (redis.exceptions.ConnectionError, OSError)):
+        return "connection"
+    return "other"

@@ -1,25 +1,27 @@
-"""PostgreSQL connections: a small bounded pool per process; driver errors become ours.
+"""PostgreSQL connections: pg8000 in a bounded pool of worker threads, errors made ours.
 
-pg8000 is built for one thread per connection and functions-framework serves with
-gunicorn threads, so each request borrows a connection and gives it back; a connection
-that failed is closed, never lent again. SQLSTATE codes are read here and nowhere else.
+pg8000 blocks, so no coroutine ever calls it: `Database.run` hands the work to one of
+`pool_size` threads, each lending one connection, and a request waiting for a free one
+awaits a semaphore instead of holding a thread. A slow PostgreSQL therefore fills this
+queue, never the event loop, and replays served from Redis go on meanwhile.
+SQLSTATE codes are read here and nowhere else; callers see `DatabaseUnavailable`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import os
 import queue
 import ssl
 import struct
-import threading
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
 
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
-from .problems import StoreUnavailable
+from .targets import DatabaseTarget
 
 T = TypeVar("T")
 
@@ -27,125 +29,155 @@ T = TypeVar("T")
 # a statement or lock timeout, and a schema not applied yet (AUTO_MIGRATE=false before
 # `python -m function.migrate` has run).
 _UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57", "55P03", "40P01", "40001", "42P01")
-_UNAVAILABLE_DETAIL = "PostgreSQL did not answer in time; nothing was written, retry with the same key"
+NOT_ANSWERING = "PostgreSQL did not answer in time; nothing was written, retry with the same key"
+ALL_BUSY = "every PostgreSQL connection of this copy stayed busy; retry with the same key"
 
 
-def connect_kwargs(url: str, connect_timeout_seconds: float) -> dict[str, Any]:
-    """pg8000 arguments from a postgresql:// URL.
+class DatabaseUnavailable(Exception):
+    """PostgreSQL cannot do the work now; nothing was committed by it. `detail` is safe to show."""
 
-    TLS is chosen by `sslmode` in the URL: absent or `disable` means plain TCP, because
-    pg8000's default (try TLS first) costs ~50 ms of CPU per connection on a plain server.
-    """
-    parts = urlsplit(url)
-    options = {name: values[-1] for name, values in parse_qs(parts.query).items()}
-    sslmode = options.get("sslmode", "disable")
-    ssl_context: ssl.SSLContext | bool
-    if sslmode in ("disable", "allow", "prefer"):
-        ssl_context = False
-    elif sslmode == "require":
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def connect_kwargs(target: DatabaseTarget, connect_timeout_seconds: float) -> dict[str, Any]:
+    """pg8000 arguments. TLS is chosen by `sslmode`: absent or `disable` means plain TCP,
+    because pg8000's default (try TLS first) costs ~50 ms of CPU per connection."""
+    ssl_context: ssl.SSLContext | bool = False
+    if target.sslmode == "require":
         ssl_context = ssl.create_default_context()
         ssl_context.check_hostname = False
         ssl_context.verify_mode = ssl.CERT_NONE
-    elif sslmode in ("verify-ca", "verify-full"):
-        ssl_context = ssl.create_default_context(cafile=options.get("sslrootcert"))
-        ssl_context.check_hostname = sslmode == "verify-full"
-    else:
-        raise ValueError("DATABASE_URL has an unknown sslmode")
+    elif target.sslmode in ("verify-ca", "verify-full"):
+        ssl_context = ssl.create_default_context(cafile=target.sslrootcert)
+        ssl_context.check_hostname = target.sslmode == "verify-full"
     return {
-        "user": unquote(parts.username or "postgres"),
-        "password": unquote(parts.password) if parts.password else None,
-        "host": parts.hostname or "localhost",
-        "port": parts.port or 5432,
-        "database": unquote(parts.path.lstrip("/")) or None,
-        "ssl_context": ssl_context,
-        "timeout": connect_timeout_seconds,
-        "application_name": "orders-function",
+        "user": target.user, "password": target.password, "host": target.host,
+        "port": target.port, "database": target.database, "ssl_context": ssl_context,
+        "timeout": connect_timeout_seconds, "application_name": target.application_name,
     }
 
 
 class Session:
-    """A pooled connection and the statements already prepared on it.
+    """A pooled connection, used by one thread at a time.
 
-    Preparing once per connection saves pg8000 re-parsing the SQL text (~170 us of CPU
-    per call here) and PostgreSQL re-planning it. (Not for a transaction-mode PgBouncer.)
+    direct pooling: statements are prepared once per connection (saves pg8000 re-parsing
+    the SQL, ~170 us of CPU per call, and PostgreSQL re-planning it) and the timeouts are
+    session settings. transaction pooling: a PgBouncer may hand the server connection to
+    another client after each transaction, so every unit of work is one explicit
+    transaction carrying its own timeouts (SET LOCAL), with unnamed statements only.
     """
 
-    def __init__(self, connection: pg8000.native.Connection) -> None:
+    def __init__(self, connection: pg8000.native.Connection, *, transaction_pooling: bool, timeouts_sql: str) -> None:
         self.connection = connection
+        self._transaction_pooling = transaction_pooling
+        self._timeouts_sql = timeouts_sql
         self._prepared: dict[str, Any] = {}
 
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
+        if self._transaction_pooling:
+            return self.connection.run(sql, **params)
         statement = self._prepared.get(sql)
         if statement is None:
             statement = self._prepared[sql] = self.connection.prepare(sql)
         return statement.run(**params)
 
+    def unit(self, work: Callable[[Session], T]) -> T:
+        if not self._transaction_pooling:
+            return work(self)
+        self.connection.execute_simple("BEGIN; " + self._timeouts_sql)
+        try:
+            result = work(self)
+        except BaseException:
+            try:  # the connection is closed after a failure anyway; this only frees the server's
+                self.connection.execute_simple("ROLLBACK")
+            except Exception:
+                pass
+            raise
+        self.connection.execute_simple("COMMIT")
+        return result
 
-class ConnectionPool:
-    """At most `size` connections, lent one per thread, made on first need."""
+
+class Database:
+    """At most `pool_size` connections and as many threads, made on first need."""
 
     def __init__(
         self,
-        url: str,
+        target: DatabaseTarget,
         *,
-        size: int,
+        pool_size: int,
+        transaction_pooling: bool,
         connect_timeout_seconds: float,
         statement_timeout_seconds: float,
-        on_first_connection: Callable[[pg8000.native.Connection], object] | None = None,
+        before_first_query: Callable[[pg8000.native.Connection], object] | None = None,
     ) -> None:
-        self._kwargs = connect_kwargs(url, connect_timeout_seconds)
-        self._kwargs["startup_params"] = {
-            "statement_timeout": str(int(statement_timeout_seconds * 1000)),
-            "lock_timeout": str(int(statement_timeout_seconds * 1000)),
-            "idle_in_transaction_session_timeout": str(int(statement_timeout_seconds * 4000)),
-        }
+        self._kwargs = connect_kwargs(target, connect_timeout_seconds)
+        timeout_ms = int(statement_timeout_seconds * 1000)
+        self._transaction_pooling = transaction_pooling
+        self._timeouts_sql = f"SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL lock_timeout = {timeout_ms}"
+        if not transaction_pooling:  # session settings: fine when the session is ours alone
+            self._kwargs["startup_params"] = {
+                "statement_timeout": str(timeout_ms), "lock_timeout": str(timeout_ms),
+                "idle_in_transaction_session_timeout": str(timeout_ms * 4),
+            }
         # A hung server (not a dead one) is noticed by the socket, a little after
         # PostgreSQL's own statement timeout would have fired.
         self._socket_timeout = statement_timeout_seconds + 1.0
         self._wait_seconds = connect_timeout_seconds
-        self._slots = threading.BoundedSemaphore(size)
+        self.pool_size = pool_size
+        self._slots = asyncio.Semaphore(pool_size)
+        self._threads = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="pg8000")
         self._idle: queue.LifoQueue[Session] = queue.LifoQueue()
         self._pid = os.getpid()
-        self._on_first_connection = on_first_connection
-        self._first_lock = threading.Lock()
+        self._before_first_query = before_first_query
+        self.in_use = 0   # connections lent right now
+        self.waiting = 0  # requests waiting for one
 
-    def run(self, work: Callable[[Session], T]) -> T:
-        """Run `work` on a pooled connection; driver failures become StoreUnavailable.
-
-        A pooled connection that PostgreSQL dropped (a restart, an idle kill) fails on
-        first use; that one case is tried once more on a fresh connection, so clients
-        do not see a 503 per stale connection after a database restart.
-        """
-        for attempt in (1, 2):
-            reused = False
-            try:
-                with self._lend() as (session, reused):
-                    return work(session)
-            except (InterfaceError, OSError, struct.error) as exc:
-                if attempt == 1 and reused and not _timed_out(exc):
-                    continue
-                raise StoreUnavailable(_UNAVAILABLE_DETAIL) from exc
-            except DatabaseError as exc:
-                if sqlstate(exc).startswith(_UNAVAILABLE_SQLSTATE_PREFIXES):
-                    raise StoreUnavailable(_UNAVAILABLE_DETAIL) from exc
-                raise
-        raise AssertionError("unreachable")
-
-    @contextmanager
-    def _lend(self) -> Iterator[tuple[Session, bool]]:
-        """Lend a connection; close it instead of returning it if anything failed."""
-        if not self._slots.acquire(timeout=self._wait_seconds):
-            raise StoreUnavailable("every PostgreSQL connection of this copy stayed busy")
+    async def run(self, work: Callable[[Session], T]) -> T:
+        """Run `work(session)` on a pooled connection in a worker thread."""
+        self.waiting += 1
         try:
+            async with asyncio.timeout(self._wait_seconds):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise DatabaseUnavailable(ALL_BUSY) from None
+        finally:
+            self.waiting -= 1
+        self.in_use += 1
+        try:
+            context = contextvars.copy_context()  # the caller's trace context reaches the thread
+            return await asyncio.get_running_loop().run_in_executor(
+                self._threads, context.run, self._run_blocking, work
+            )
+        finally:
+            self.in_use -= 1
+            self._slots.release()
+
+    def _run_blocking(self, work: Callable[[Session], T]) -> T:
+        """A pooled connection that PostgreSQL dropped (a restart, an idle kill) fails on
+        first use; that one case is tried once more on a fresh connection, so clients do
+        not see a 503 per stale connection after a database restart."""
+        for attempt in (1, 2):
             session, reused = self._take()
             try:
-                yield session, reused
+                result = session.unit(work)
+            except (InterfaceError, OSError, struct.error) as exc:
+                _close_quietly(session.connection)
+                if attempt == 1 and reused and not _timed_out(exc):
+                    continue
+                raise DatabaseUnavailable(NOT_ANSWERING) from exc
+            except DatabaseError as exc:
+                _close_quietly(session.connection)
+                if sqlstate(exc).startswith(_UNAVAILABLE_SQLSTATE_PREFIXES):
+                    raise DatabaseUnavailable(NOT_ANSWERING) from exc
+                raise
             except BaseException:
                 _close_quietly(session.connection)
                 raise
             self._idle.put(session)
-        finally:
-            self._slots.release()
+            return result
+        raise AssertionError("unreachable")
 
     def _take(self) -> tuple[Session, bool]:
         if os.getpid() != self._pid:  # forked: the parent's sockets are not ours to use
@@ -154,22 +186,30 @@ class ConnectionPool:
         try:
             return self._idle.get_nowait(), True
         except queue.Empty:
-            return Session(self._connect()), False
+            pass
+        try:
+            connection = self._connect()
+        except (InterfaceError, OSError, struct.error) as exc:
+            raise DatabaseUnavailable(NOT_ANSWERING) from exc
+        except DatabaseError as exc:
+            if sqlstate(exc).startswith(_UNAVAILABLE_SQLSTATE_PREFIXES):
+                raise DatabaseUnavailable(NOT_ANSWERING) from exc
+            raise
+        return Session(connection, transaction_pooling=self._transaction_pooling, timeouts_sql=self._timeouts_sql), False
 
     def _connect(self) -> pg8000.native.Connection:
         connection = pg8000.native.Connection(**self._kwargs)
         raw_socket = getattr(connection, "_usock", None)
         if raw_socket is not None:
             raw_socket.settimeout(self._socket_timeout)
-        if self._on_first_connection is not None:
-            with self._first_lock:
-                if self._on_first_connection is not None:
-                    try:
-                        self._on_first_connection(connection)
-                    except BaseException:
-                        _close_quietly(connection)
-                        raise
-                    self._on_first_connection = None
+        hook = self._before_first_query
+        if hook is not None:  # threads race here only until the first one succeeds
+            try:
+                hook(connection)
+            except BaseException:
+                _close_quietly(connection)
+                raise
+            self._before_first_query = None
         return connection
 
 

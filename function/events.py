@@ -9,44 +9,46 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import flask
 from cloudevents.conversion import to_binary
 from cloudevents.exceptions import GenericException
 from cloudevents.http import CloudEvent, from_http
 
+from starlette.requests import Request
+from starlette.responses import Response
+
 from .inputs import check_profile, decode_json, order_request_from, parse_idempotency_key
-from .problems import InvalidEvent, InvalidProfile
+from .problems import InvalidBody, InvalidEvent, InvalidProfile
 from .records import key_hash
-from .routes import Trace, read_body
+from .routes import Notes, head_of, media_type, read_body
 from .service import Service
+
+STRUCTURED = "application/cloudevents+json"
 
 CREATE_TYPE = "com.example.order.create"
 CREATED_TYPE = "com.example.order.created"
 REPLY_SOURCE = "/orders"
 
 
-def is_cloudevent(request: flask.Request) -> bool:
-    return "ce-specversion" in request.headers or request.mimetype.startswith(
-        "application/cloudevents"
-    )
+def is_cloudevent(request: Request) -> bool:
+    return "ce-specversion" in head_of(request) or media_type(request).startswith("application/cloudevents")
 
 
-def handle(request: flask.Request, service: Service, trace: Trace) -> flask.Response:
+async def handle(request: Request, service: Service, notes: Notes) -> Response:
     """Create the order an event asks for and reply with a `created` event.
 
     Status codes follow Knative's retry rules: a malformed event is a 400 (never
     retried), an original still in flight a 409 and PostgreSQL down a 503 (retried).
     """
-    event = _parse(request)
+    event = _parse(request, await read_body(request))
     if event["type"] != CREATE_TYPE:
         raise InvalidEvent(f"type must be {CREATE_TYPE}")
     data = _data_object(event.data)
-    trace.profile = _profile(data, event.get("profileid"))
+    notes.profile = _profile(data, event.get("profileid"))
     key = _idempotency_key(event)
-    trace.key_hash = key_hash(trace.profile, key)
+    notes.key_hash = key_hash(notes.profile, key)
     order_request = order_request_from(data, allowed_extra=frozenset({"profileId"}))
-    answer = service.engine.create_order(trace.profile, key, order_request)
-    trace.note(answer)
+    answer = await service.engine.create_order(notes.profile, key, order_request)
+    notes.note(answer)
     # Every attribute comes from the order, so a redelivery gets an identical reply.
     reply = CloudEvent(
         {"type": CREATED_TYPE, "source": REPLY_SOURCE, "id": answer.order_id,
@@ -55,12 +57,18 @@ def handle(request: flask.Request, service: Service, trace: Trace) -> flask.Resp
     )
     headers, body = to_binary(reply)
     if answer.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return flask.Response(body, 200, headers=headers)
+        headers["idempotent-replayed"] = "true"
+    return Response(body, 200, headers=headers)
 
 
-def _parse(request: flask.Request) -> CloudEvent:
-    body = read_body(request)
+def _parse(request: Request, body: bytes) -> CloudEvent:
+    if media_type(request) == STRUCTURED:
+        # Our strict reader first, so broken JSON is reported as broken JSON (the SDK
+        # would fall back to reading it as a binary-mode event and report missing fields).
+        try:
+            decode_json(body)
+        except InvalidBody as exc:
+            raise InvalidEvent(exc.detail.replace("the body", "the structured event")) from None
     try:
         # Binary-mode data is kept as bytes and decoded by our own strict JSON reader.
         return from_http(dict(request.headers), body, data_unmarshaller=lambda raw: raw)
@@ -99,7 +107,7 @@ def _idempotency_key(event: CloudEvent) -> str:
     """
     explicit = event.get("idempotencykey")
     if explicit is not None:
-        return parse_idempotency_key(str(explicit))
+        return parse_idempotency_key(str(explicit), name="the idempotencykey attribute")
     source, event_id = event["source"], event["id"]
     if not (isinstance(source, str) and source and isinstance(event_id, str) and event_id):
         raise InvalidEvent("source and id must be non-empty strings")

@@ -3,23 +3,24 @@ crashes or lost cache. HTTP and CloudEvents both come through `create_order`.
 
 Redis answers replays in one round trip and makes concurrent duplicates wait for the
 original; PostgreSQL's unique (profile, key) constraint decides what exists, so every
-guarantee holds with Redis empty, evicted or down.
+guarantee holds with Redis empty, evicted or down. A waiting duplicate awaits: it holds
+no thread and no PostgreSQL connection.
 """
 
 from __future__ import annotations
 
-import enum
+import asyncio
 import secrets
-import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Awaitable
 
 from .claims import CacheUnavailable, ClaimStore
 from .fingerprint import fingerprint
 from .inputs import OrderRequest
 from .orders import Order, OrderStore
+from .outcomes import Outcome
 from .problems import FingerprintMismatch, RequestInFlight
-from .records import Decision, Done, InFlight, decide, redis_key
+from .records import Create, Done, InFlight, Reject, Replay, Wait, decide, redis_key
 from .settings import Settings
 
 FIRST_POLL_SECONDS, LAST_POLL_SECONDS = 0.005, 0.1
@@ -28,17 +29,7 @@ FIRST_POLL_SECONDS, LAST_POLL_SECONDS = 0.005, 0.1
 # Redis ran after its request had finished on PostgreSQL alone, or one whose owner died
 # after committing) then blocks its key for this long instead of the whole lease.
 STALE_CLAIM_CHECK_SECONDS = 0.1
-
-
-class Outcome(str, enum.Enum):
-    """What happened to a request; the same words in logs, metrics and README."""
-
-    CREATED = "created"
-    REPLAYED_REDIS = "replayed-redis"
-    REPLAYED_POSTGRES = "replayed-postgres"
-    WAITED = "waited"
-    CONFLICT = "conflict"
-    MISMATCH = "mismatch"
+MISMATCH_DETAIL = "this idempotency key was first used with a different body; use a new key for a new order"
 
 
 @dataclass(frozen=True)
@@ -62,87 +53,84 @@ class IdempotencyEngine:
         self._wait_seconds = settings.idempotency_wait_seconds
         self._replay_on_mismatch = settings.idempotency_on_mismatch == "replay"
 
-    def create_order(self, profile: str, key: str | None, request: OrderRequest) -> Answer:
+    async def create_order(self, profile: str, key: str | None, request: OrderRequest) -> Answer:
         request_fingerprint = fingerprint(request.canonical())
         if key is None:  # only when IDEMPOTENCY_KEY_REQUIRED=false: no deduplication
-            order, _ = self._orders.insert_or_get(profile, None, request_fingerprint, request)
+            order, _ = await self._orders.insert_or_get(profile, None, request_fingerprint, request)
             return Answer(order.order_id, order.body(), Outcome.CREATED)
 
         record_key = redis_key(profile, key)
         claim = InFlight(request_fingerprint, owner=secrets.token_urlsafe(16))
-        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         deadline = started + self._wait_seconds
         poll_seconds, waited, checked_postgres = FIRST_POLL_SECONDS, False, False
         while True:
             try:
-                found = self._claims.claim_or_read(record_key, claim, self._lease_ms)
+                found = await self._claims.claim_or_read(record_key, claim, self._lease_ms)
             except CacheUnavailable:
-                return self._create_in_postgres(profile, key, claim, record_key, request, degraded=True)
-            decision = decide(found, request_fingerprint, self._replay_on_mismatch)
-            if decision is Decision.CLAIMED:
-                return self._create_in_postgres(profile, key, claim, record_key, request)
-            if decision is Decision.MISMATCH:
-                raise _mismatch()
-            if isinstance(found, Done):  # Decision.REPLAY
-                outcome = Outcome.WAITED if waited else Outcome.REPLAYED_REDIS
-                return Answer(found.order_id, found.body, outcome)
-            # Decision.WAIT: the original is in flight on some copy, or the claim is stale.
-            now = time.monotonic()
+                return await self._create_in_postgres(profile, key, claim, record_key, request, degraded=True)
+            match decide(found, request_fingerprint, self._replay_on_mismatch):
+                case Create():
+                    return await self._create_in_postgres(profile, key, claim, record_key, request)
+                case Reject():
+                    raise FingerprintMismatch(MISMATCH_DETAIL)
+                case Replay(done):
+                    return Answer(done.order_id, done.body, Outcome.WAITED if waited else Outcome.REPLAYED_REDIS)
+                case Wait():
+                    pass
+            # The original is in flight on some copy, or its claim is stale.
+            now = loop.time()
             if not checked_postgres and (now - started >= STALE_CLAIM_CHECK_SECONDS or now >= deadline):
                 checked_postgres = True
-                stored = self._stored_answer(profile, key, request_fingerprint)
+                stored = await self._stored_answer(profile, key, request_fingerprint)
                 if stored is not None:
                     return stored
+                now = loop.time()
             if now >= deadline:
                 raise RequestInFlight(
                     "the first request with this key is still in flight; retry shortly",
                     retry_after_seconds=1,
                 )
-            time.sleep(min(poll_seconds, deadline - now))
+            await asyncio.sleep(min(poll_seconds, deadline - now))
             poll_seconds, waited = min(poll_seconds * 2, LAST_POLL_SECONDS), True
 
-    def _create_in_postgres(
+    async def _create_in_postgres(
         self, profile: str, key: str, claim: InFlight, record_key: str,
         request: OrderRequest, *, degraded: bool = False,
     ) -> Answer:
         """Insert-or-get the order, then publish the answer over our claim."""
         owner = None if degraded else claim.owner
         try:
-            order, created = self._orders.insert_or_get(profile, key, claim.fingerprint, request)
+            order, created = await self._orders.insert_or_get(profile, key, claim.fingerprint, request)
         except BaseException:
             if owner is not None:  # let a retry start at once instead of after the lease
-                self._quietly(lambda: self._claims.release(record_key, owner))
+                await self._quietly(self._claims.release(record_key, owner))
             raise
-        self._remember(record_key, owner, order)
+        await self._remember(record_key, owner, order)
         if created:
             return Answer(order.order_id, order.body(), Outcome.CREATED, degraded)
         if order.fingerprint != claim.fingerprint and not self._replay_on_mismatch:
-            raise _mismatch()
+            raise FingerprintMismatch(MISMATCH_DETAIL)
         return Answer(order.order_id, order.body(), Outcome.REPLAYED_POSTGRES, degraded)
 
-    def _stored_answer(self, profile: str, key: str, request_fingerprint: str) -> Answer | None:
+    async def _stored_answer(self, profile: str, key: str, request_fingerprint: str) -> Answer | None:
         """The order PostgreSQL holds for the key, whatever Redis says, if there is one."""
-        stored = self._orders.find(profile, key)
+        stored = await self._orders.find(profile, key)
         if stored is None:
             return None
         if stored.fingerprint != request_fingerprint and not self._replay_on_mismatch:
-            raise _mismatch()
+            raise FingerprintMismatch(MISMATCH_DETAIL)
         return Answer(stored.order_id, stored.body(), Outcome.REPLAYED_POSTGRES)
 
-    def _remember(self, record_key: str, owner: str | None, order: Order) -> None:
+    async def _remember(self, record_key: str, owner: str | None, order: Order) -> None:
         done = Done(order.fingerprint, order.order_id, order.body())
-        self._quietly(lambda: self._claims.finish(record_key, owner, done, self._ttl_ms))
+        await self._quietly(self._claims.finish(record_key, owner, done, self._ttl_ms))
 
     @staticmethod
-    def _quietly(redis_call: Callable[[], None]) -> None:
+    async def _quietly(redis_write: Awaitable[None]) -> None:
         """Redis writes after the fact are an optimisation: losing one costs speed only."""
         try:
-            redis_call()
+            await redis_write
         except CacheUnavailable:
             pass
-
-
-def _mismatch() -> FingerprintMismatch:
-    return FingerprintMismatch(
-        "this Idempotency-Key was first used with a different body; use a new key for a new order"
-    )

@@ -16,6 +16,7 @@ from typing import Any
 from .problems import (
     InvalidBody,
     InvalidIdempotencyKey,
+    InvalidOrderId,
     InvalidParameter,
     InvalidProfile,
 )
@@ -45,24 +46,19 @@ class OrderRequest:
         return {"productId": self.product_id, "productQuantity": self.product_quantity}
 
 
-def parse_idempotency_key(raw: str) -> str:
-    """`abc` and the RFC 8941 string form `"abc"` name the same key."""
+def parse_idempotency_key(raw: str, *, name: str = "Idempotency-Key") -> str:
+    """`abc` and the RFC 8941 string form `"abc"` name the same key. `name` says where
+    the key came from (the header, or an event's attribute) in the problem's detail."""
     value = raw.strip(" \t")
     if value.startswith('"'):
         match = _QUOTED_KEY.fullmatch(value)
         if match is None:
-            raise InvalidIdempotencyKey(
-                "Idempotency-Key starts with a quote but is not a valid RFC 8941 string"
-            )
+            raise InvalidIdempotencyKey(f"{name} starts with a quote but is not a valid RFC 8941 string")
         value = re.sub(r"\\(.)", r"\1", match.group(1))
     elif not value or not _BARE_KEY.fullmatch(value):
-        raise InvalidIdempotencyKey(
-            "Idempotency-Key must be 1-255 visible ASCII characters"
-        )
+        raise InvalidIdempotencyKey(f"{name} must be 1-{MAX_KEY_LENGTH} visible ASCII characters")
     if not 1 <= len(value) <= MAX_KEY_LENGTH:
-        raise InvalidIdempotencyKey(
-            f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} characters long"
-        )
+        raise InvalidIdempotencyKey(f"{name} must be 1-{MAX_KEY_LENGTH} characters long")
     return value
 
 
@@ -133,7 +129,7 @@ def parse_order_id(raw: str) -> str:
         return str(uuid.UUID(raw))
     except ValueError:
         # Malformed is a 400 by contract; only a well-formed id can be "not found".
-        raise InvalidParameter("an order id is a UUID") from None
+        raise InvalidOrderId("an order id is a UUID, e.g. 3f2b8c1e-5d4a-4f7b-9c1d-2e6f8a9b0c3d") from None
 
 
 def parse_limit(raw: str | None) -> int:

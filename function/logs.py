@@ -1,21 +1,27 @@
 """One JSON line per request on stdout: what a log pipeline can filter without parsing prose.
 
 Written directly rather than through `logging`: the request line is on every request's
-path, and the logging machinery cost several times the JSON encoding itself.
+path, and the logging machinery cost several times the JSON encoding itself. Lines are
+written whole, from the event loop's thread (and the start-up), so they never interleave;
+on the loop, the lines of one loop turn go out in one write at the end of that turn.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import json
 import sys
-import threading
 import time
 import traceback
 from typing import Any
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
-_lock = threading.Lock()
 _threshold = _LEVELS["info"]
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+_stamped_second = -1
+_stamp_prefix = ""
+_pending: list[str] = []
 
 
 def configure(level: str) -> None:
@@ -23,10 +29,20 @@ def configure(level: str) -> None:
     _threshold = _LEVELS[level]
 
 
-def request_line(**fields: Any) -> None:
+def request_line(fields: dict[str, Any]) -> None:
     """route, method, status, profile, keyHash, outcome, durationMs, and the like."""
-    if _threshold <= _LEVELS["info"]:
-        _write("info", "request", {k: v for k, v in fields.items() if v is not None})
+    if _threshold <= 20:
+        _write("info", "request", fields)
+
+
+def info(message: str, **fields: Any) -> None:
+    if _threshold <= 20:
+        _write("info", message, fields)
+
+
+def warning(message: str, **fields: Any) -> None:
+    if _threshold <= 30:
+        _write("warning", message, fields)
 
 
 def error(message: str, **fields: Any) -> None:
@@ -35,9 +51,35 @@ def error(message: str, **fields: Any) -> None:
 
 
 def _write(level: str, message: str, fields: dict[str, Any]) -> None:
-    now = time.time()
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
-    line = json.dumps({"time": stamp, "level": level, "message": message, **fields}, default=str)
-    with _lock:  # whole lines, promptly, even where stdout is a pipe with a buffer
-        sys.stdout.write(line + "\n")
+    line = {"time": _timestamp(), "level": level, "message": message}
+    for name, value in fields.items():
+        if value is not None:
+            line[name] = value
+    _pending.append(_encode(line) + "\n")
+    if len(_pending) > 1:
+        return  # a flush is already scheduled for this loop turn
+    try:
+        asyncio.get_running_loop().call_soon(flush)
+    except RuntimeError:  # no loop (start-up): at once
+        flush()
+
+
+def flush() -> None:
+    """Promptly, even where stdout is a pipe with a buffer."""
+    if _pending:
+        sys.stdout.write("".join(_pending))
+        _pending.clear()
         sys.stdout.flush()
+
+
+atexit.register(flush)
+
+
+def _timestamp() -> str:
+    """RFC 3339 UTC with milliseconds; the seconds part is formatted once per second."""
+    global _stamped_second, _stamp_prefix
+    now = time.time()
+    second = int(now)
+    if second != _stamped_second:
+        _stamped_second, _stamp_prefix = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_stamp_prefix}.{int((now - second) * 1000):03d}Z"

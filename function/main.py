@@ -1,49 +1,31 @@
-"""Entry point: functions-framework calls `handle` for every request, on every path.
+"""Entry point: functions-framework (`--asgi`) awaits `handle` for every request, on every path.
 
 It routes, runs one route, and turns every failure into a problem+json answer; the log
-line and the metrics for the request are written here and nowhere else.
+line and the metrics for the request are written here and nowhere else. Storage errors
+become problems here too, once.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import sys
 import time
-from typing import Any, Callable, Mapping
+from typing import Awaitable, Callable
 
-import flask
-import functions_framework
-from werkzeug.exceptions import MethodNotAllowed as RoutingMethodNotAllowed
-from werkzeug.exceptions import NotFound as RoutingNotFound
-from werkzeug.routing import Map, Rule
+import functions_framework.aio
+from starlette.requests import Request
+from starlette.responses import Response
 
-from . import events, logs, metrics, routes, service
-from .problems import InternalError, MethodNotAllowed, NotFound, Problem
-from .settings import ConfigError, Settings
+from . import events, logs, metrics, routes, routing, service, startup
+from .database import DatabaseUnavailable
+from .problems import InternalError, Problem, StoreUnavailable
 
-try:
-    SETTINGS = Settings.from_env(os.environ)
-except ConfigError as exc:  # stop the start-up, naming the variable
-    sys.exit(f"orders function: configuration error: {exc}")
-
+SETTINGS = startup.settings_or_exit(dict(os.environ))
 logs.configure(SETTINGS.log_level)
-HOSTNAME = socket.gethostname()  # with the pid, names the copy (and worker) that answered
+startup.apply_schema(SETTINGS)
 
-ROUTES = Map(
-    [
-        Rule("/orders", methods=["POST"], endpoint="create"),
-        Rule("/orders", methods=["GET"], endpoint="list"),
-        Rule("/orders/<order_id>", methods=["GET"], endpoint="get"),
-        Rule("/healthz", methods=["GET"], endpoint="health"),
-        Rule("/metrics", methods=["GET"], endpoint="metrics"),
-        Rule("/openapi.json", methods=["GET"], endpoint="openapi"),
-        Rule("/", methods=["POST"], endpoint="event"),
-    ],
-    strict_slashes=False,
-)
-ROUTER = ROUTES.bind("")  # bound once: matching only reads it, so every thread may share it
-ENDPOINTS: dict[str, Callable[..., flask.Response]] = {
+Endpoint = Callable[..., Awaitable[Response]]
+ENDPOINTS: dict[str, Endpoint] = {
     "create": routes.create_order,
     "list": routes.list_orders,
     "get": routes.get_order,
@@ -52,69 +34,56 @@ ENDPOINTS: dict[str, Callable[..., flask.Response]] = {
     "openapi": routes.openapi,
     "event": events.handle,
 }
+_served_by: tuple[int, str] = (0, "")
 
 
-def _framework_not_found(error: Exception) -> flask.Response:
-    """A path functions-framework's own routes never pass to `handle` (one holding a
-    newline; /robots.txt, /favicon.ico) gets the same problem+json 404 as any other."""
-    response = _problem_response(NotFound("no such route"), routes.Trace())
-    response.headers["X-Served-By"] = f"{HOSTNAME}/{os.getpid()}"
-    return response
-
-
-# functions-framework points `errorhandler` at its Flask app while it loads this module.
-functions_framework.errorhandler(404)(_framework_not_found)
-
-
-def handle(request: flask.Request) -> flask.Response:
+@functions_framework.aio.http
+async def handle(request: Request) -> Response:
     started = time.perf_counter()
-    trace = routes.Trace()
+    notes = routes.Notes()
     try:
-        endpoint, arguments = _match(request)
-        trace.route = endpoint
+        endpoint, order_id = routing.match(request.method, request.scope["path"])
+        notes.route = endpoint
         if endpoint == "create" and events.is_cloudevent(request):
-            endpoint = trace.route = "event"
+            endpoint = notes.route = "event"
         running = service.for_this_process(SETTINGS)
-        response = ENDPOINTS[endpoint](request, running, trace, **arguments)
+        if order_id is None:
+            response = await ENDPOINTS[endpoint](request, running, notes)
+        else:
+            response = await ENDPOINTS[endpoint](request, running, notes, order_id)
     except Problem as problem:
-        response = _problem_response(problem, trace)
+        response = _problem_response(problem, notes)
+    except DatabaseUnavailable as unavailable:
+        response = _problem_response(StoreUnavailable(unavailable.detail), notes)
     except Exception:
-        logs.error("unhandled error", route=trace.route)
-        response = _problem_response(InternalError("the function failed; it has been logged"), trace)
-    # The pid is read per request: this module is imported before gunicorn forks workers.
-    response.headers["X-Served-By"] = f"{HOSTNAME}/{os.getpid()}"
-    _account(request, response, trace, time.perf_counter() - started)
+        logs.error("unhandled error", route=notes.route)
+        response = _problem_response(InternalError("the function failed; it has been logged"), notes)
+    response.headers["x-served-by"] = _copy_name()
+    _account(request.method, response.status_code, notes, time.perf_counter() - started)
     return response
 
 
-def _match(request: flask.Request) -> tuple[str, Mapping[str, Any]]:
-    try:
-        endpoint, arguments = ROUTER.match(request.path, method=request.method)
-    except RoutingMethodNotAllowed as exc:
-        allowed = ", ".join(sorted(exc.valid_methods or []))
-        raise MethodNotAllowed(f"this route allows {allowed}", headers={"Allow": allowed}) from None
-    except RoutingNotFound:
-        raise NotFound("no such route") from None
-    return str(endpoint), arguments
+def _copy_name() -> str:
+    """Host and pid name the copy and worker that answered; read per process, as this
+    module is imported before gunicorn forks the workers."""
+    global _served_by
+    pid = os.getpid()
+    if _served_by[0] != pid:
+        _served_by = (pid, f"{socket.gethostname()}/{pid}")
+    return _served_by[1]
 
 
-def _problem_response(problem: Problem, trace: routes.Trace) -> flask.Response:
-    trace.outcome = problem.outcome
+def _problem_response(problem: Problem, notes: routes.Notes) -> Response:
+    if problem.outcome is not None:
+        notes.outcome = problem.outcome
     body, status, headers = problem.render()
-    return flask.Response(body, status, headers=headers)
+    return Response(body, status, headers=headers)
 
 
-def _account(request: flask.Request, response: flask.Response, trace: routes.Trace, seconds: float) -> None:
-    metrics.REQUESTS.labels(trace.route, request.method, str(response.status_code)).inc()
-    metrics.LATENCY.labels(trace.route).observe(seconds)
-    if trace.outcome is not None:
-        metrics.OUTCOMES.labels(trace.outcome).inc()
-        if trace.outcome == "created":
-            metrics.ORDERS_CREATED.inc()
-    if trace.degraded:
-        metrics.DEGRADED.inc()
-    logs.request_line(
-        route=trace.route, method=request.method, status=response.status_code,
-        profile=trace.profile, keyHash=trace.key_hash, outcome=trace.outcome,
-        degraded=trace.degraded or None, durationMs=round(seconds * 1000, 2),
-    )
+def _account(method: str, status: int, notes: routes.Notes, seconds: float) -> None:
+    metrics.observe_request(notes.route, method, status, seconds, notes.outcome, notes.degraded)
+    logs.request_line({
+        "route": notes.route, "method": method, "status": status, "profile": notes.profile,
+        "keyHash": notes.key_hash, "outcome": notes.outcome.value if notes.outcome else None,
+        "degraded": notes.degraded or None, "durationMs": round(seconds * 1000, 2),
+    })

@@ -21,12 +21,18 @@ def pending_files(applied: set[str]) -> list[Path]:
     return [path for path in sorted(MIGRATIONS_DIR.glob("*.sql")) if path.stem not in applied]
 
 
-def apply_migrations(connection: pg8000.native.Connection) -> list[str]:
-    """Apply what is missing in one transaction; returns the versions applied."""
-    connection.run("BEGIN")
+def apply_migrations(connection: pg8000.native.Connection, timeout_seconds: float = 60.0) -> list[str]:
+    """Apply what is missing in one transaction; returns the versions applied.
+
+    The lock is transaction-level (released at COMMIT), so it also works through a
+    transaction-mode PgBouncer; the timeouts are SET LOCAL for the same reason, and
+    replace whatever request timeouts the connection was opened with.
+    """
+    timeout_ms = int(timeout_seconds * 1000)
+    connection.execute_simple(
+        f"BEGIN; SET LOCAL lock_timeout = {timeout_ms}; SET LOCAL statement_timeout = {timeout_ms}"
+    )
     try:
-        # A stuck holder must not hang every cold start for ever.
-        connection.run("SET LOCAL lock_timeout = '15s'")
         connection.run("SELECT pg_advisory_xact_lock(:lock)", lock=ADVISORY_LOCK_ID)
         connection.run(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -41,20 +47,23 @@ def apply_migrations(connection: pg8000.native.Connection) -> list[str]:
         connection.run("COMMIT")
         return versions
     except BaseException:
-        connection.run("ROLLBACK")
+        try:
+            connection.run("ROLLBACK")
+        except Exception:  # the connection is being given up; the original error matters
+            pass
         raise
 
 
 def main() -> int:
     from .database import connect_kwargs
-    from .settings import ConfigError, database_url_from
+    from .settings import ConfigError, database_target_from
 
     try:
-        database_url = database_url_from(os.environ)
+        target = database_target_from(os.environ)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    connection = pg8000.native.Connection(**connect_kwargs(database_url, 10))
+    connection = pg8000.native.Connection(**connect_kwargs(target, 10))
     try:
         versions = apply_migrations(connection)
     finally:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .database import ConnectionPool, Session
+from .database import Database, Session
 from .inputs import OrderRequest
 
 _COLUMNS = (
@@ -65,10 +65,12 @@ class Page:
 
 
 class OrderStore:
-    def __init__(self, pool: ConnectionPool) -> None:
-        self._pool = pool
+    """Each method is one unit of work on one connection (one transaction when pooled)."""
 
-    def insert_or_get(
+    def __init__(self, database: Database) -> None:
+        self._pool = database
+
+    async def insert_or_get(
         self, profile: str, key: str | None, fingerprint: str, request: OrderRequest
     ) -> tuple[Order, bool]:
         """The order for (profile, key), and whether this call created it."""
@@ -82,29 +84,29 @@ class OrderStore:
                 return _order(rows[0]), True
             return _order(connection.run(SELECT_BY_KEY, profile=profile, key=key)[0]), False
 
-        return self._pool.run(work)
+        return await self._pool.run(work)
 
-    def find(self, profile: str, key: str) -> Order | None:
+    async def find(self, profile: str, key: str) -> Order | None:
         """The order stored for (profile, key), if any: what any claim in Redis stands for."""
-        rows = self._pool.run(lambda c: c.run(SELECT_BY_KEY, profile=profile, key=key))
+        rows = await self._pool.run(lambda c: c.run(SELECT_BY_KEY, profile=profile, key=key))
         return _order(rows[0]) if rows else None
 
-    def get(self, profile: str, order_id: str) -> Order | None:
-        rows = self._pool.run(lambda c: c.run(SELECT_BY_ID, order_id=order_id, profile=profile))
+    async def get(self, profile: str, order_id: str) -> Order | None:
+        rows = await self._pool.run(lambda c: c.run(SELECT_BY_ID, order_id=order_id, profile=profile))
         return _order(rows[0]) if rows else None
 
-    def newest(self, profile: str, limit: int, below: int | None) -> Page:
+    async def newest(self, profile: str, limit: int, below: int | None) -> Page:
         def work(connection: Session) -> list[list[Any]]:
             if below is None:
                 return connection.run(SELECT_NEWEST, profile=profile, limit=limit + 1)
             return connection.run(SELECT_NEWEST_BELOW, profile=profile, below=below, limit=limit + 1)
 
-        orders = [_order(row) for row in self._pool.run(work)]
+        orders = [_order(row) for row in await self._pool.run(work)]
         more = len(orders) > limit
         return Page(orders[:limit], orders[limit - 1].order_number if more else None)
 
-    def ping(self) -> None:
-        self._pool.run(lambda c: c.run("SELECT 1"))
+    async def ping(self) -> None:
+        await self._pool.run(lambda c: c.run("SELECT 1"))
 
 
 def _order(row: list[Any]) -> Order:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
+from .outcomes import Outcome
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
@@ -17,7 +19,7 @@ class Problem(Exception):
     status: ClassVar[int] = 400
     slug: ClassVar[str] = "bad-request"
     title: ClassVar[str] = "Bad request"
-    outcome: ClassVar[str | None] = None  # the idempotency outcome it reports, if any
+    outcome: ClassVar[Outcome | None] = None  # the idempotency outcome it reports, if any
 
     def __init__(
         self,
@@ -45,15 +47,21 @@ class Problem(Exception):
     def render(self) -> tuple[bytes, int, dict[str, str]]:
         """The one place an error body is built, for HTTP and CloudEvent replies alike."""
         payload = json.dumps(self.body(), separators=(",", ":")).encode()
-        return payload, self.status, {"Content-Type": PROBLEM_CONTENT_TYPE, **self.headers}
+        return payload, self.status, {"content-type": PROBLEM_CONTENT_TYPE, **self.headers}
 
 
 class InvalidBody(Problem):
     slug, title = "invalid-body", "The request body is not a valid order"
 
 
+class IncompleteBody(Problem):
+    """The client stopped sending before the body its framing announced was complete."""
+
+    slug, title = "incomplete-body", "The request body ended early"
+
+
 class InvalidIdempotencyKey(Problem):
-    slug, title = "invalid-idempotency-key", "The Idempotency-Key header is not valid"
+    slug, title = "invalid-idempotency-key", "The idempotency key is not valid"
 
 
 class MissingIdempotencyKey(Problem):
@@ -68,6 +76,10 @@ class InvalidParameter(Problem):
     slug, title = "invalid-parameter", "A query parameter is not valid"
 
 
+class InvalidOrderId(Problem):
+    slug, title = "invalid-order-id", "The order id in the path is not valid"
+
+
 class InvalidEvent(Problem):
     slug, title = "invalid-event", "The CloudEvent is not a valid order event"
 
@@ -77,7 +89,7 @@ class Unauthenticated(Problem):
 
     def __init__(self, detail: str, *, error: str = "invalid_token") -> None:
         challenge = f'Bearer realm="orders", error="{error}"' if error else 'Bearer realm="orders"'
-        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+        super().__init__(detail, headers={"www-authenticate": challenge})
 
 
 class Forbidden(Problem):
@@ -94,10 +106,10 @@ class MethodNotAllowed(Problem):
 
 class RequestInFlight(Problem):
     status, slug, title = 409, "request-in-flight", "A request with this key is still in flight"
-    outcome = "conflict"
+    outcome = Outcome.CONFLICT
 
     def __init__(self, detail: str, *, retry_after_seconds: int = 1) -> None:
-        super().__init__(detail, headers={"Retry-After": str(retry_after_seconds)})
+        super().__init__(detail, headers={"retry-after": str(retry_after_seconds)})
 
 
 class BodyTooLarge(Problem):
@@ -114,7 +126,7 @@ class FingerprintMismatch(Problem):
         "idempotency-key-reused",
         "This idempotency key was used with a different request body",
     )
-    outcome = "mismatch"
+    outcome = Outcome.MISMATCH
 
 
 class StoreUnavailable(Problem):
@@ -123,7 +135,7 @@ class StoreUnavailable(Problem):
     status, slug, title = 503, "store-unavailable", "The order store is unavailable"
 
     def __init__(self, detail: str, *, retry_after_seconds: int = 2) -> None:
-        super().__init__(detail, headers={"Retry-After": str(retry_after_seconds)})
+        super().__init__(detail, headers={"retry-after": str(retry_after_seconds)})
 
 
 class InternalError(Problem):

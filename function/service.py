@@ -1,19 +1,19 @@
-"""The parts of a running copy, wired once per process on first use.
+"""The parts of a running copy, wired once per worker process on first use.
 
 functions-framework imports the function in gunicorn's master and then forks workers,
-so nothing here connects at import time: each worker builds its own pool and client.
+so nothing here connects at import time: each worker builds its own pool and Redis
+client, on the event loop that will use them (an asyncio client belongs to one loop).
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 
+from . import migrate, startup
 from .claims import ClaimStore
-from .database import ConnectionPool
+from .database import Database
 from .idempotency import IdempotencyEngine
-from .migrate import apply_migrations
 from .orders import OrderStore
 from .settings import Settings
 
@@ -24,32 +24,37 @@ class Service:
     claims: ClaimStore
     orders: OrderStore
     engine: IdempotencyEngine
+    database: Database
 
 
-_lock = threading.Lock()
 _built: dict[int, Service] = {}
 
 
 def for_this_process(settings: Settings) -> Service:
-    pid = os.getpid()
-    service = _built.get(pid)
+    """Called on the event loop's thread only, so building needs no lock."""
+    service = _built.get(os.getpid())
     if service is None:
-        with _lock:
-            service = _built.get(pid) or _build(settings)
-            _built.clear()  # an inherited parent's entry is not ours to use
-            _built[pid] = service
+        _built.clear()  # an inherited parent's entry is not ours to use
+        service = _built[os.getpid()] = _build(settings)
+        startup.report_serving_stack()
     return service
 
 
 def _build(settings: Settings) -> Service:
-    pool = ConnectionPool(
-        settings.database_url,
-        size=settings.database_pool_size,
+    # Normally the schema was applied before the server started (startup.py); if
+    # PostgreSQL was not reachable then, it is applied before this worker's first query.
+    pending = settings.auto_migrate and not startup.schema_checked()
+    database = Database(
+        settings.database,
+        pool_size=settings.database_pool_size,
+        transaction_pooling=settings.database_pooling == "transaction",
         connect_timeout_seconds=settings.database_connect_timeout_seconds,
         statement_timeout_seconds=settings.database_statement_timeout_seconds,
-        # The schema is checked (and applied if missing) before this copy's first query.
-        on_first_connection=apply_migrations if settings.auto_migrate else None,
+        before_first_query=(
+            (lambda connection: migrate.apply_migrations(connection, settings.migration_timeout_seconds))
+            if pending else None
+        ),
     )
-    claims = ClaimStore(settings.redis_url, timeout_seconds=settings.redis_timeout_seconds)
-    orders = OrderStore(pool)
-    return Service(settings, claims, orders, IdempotencyEngine(settings, claims, orders))
+    claims = ClaimStore(settings.redis, timeout_seconds=settings.redis_timeout_seconds)
+    orders = OrderStore(database)
+    return Service(settings, claims, orders, IdempotencyEngine(settings, claims, orders), database)

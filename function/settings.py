@@ -6,12 +6,16 @@ A missing or malformed value stops the start-up with a message naming the variab
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, TypeVar
+
+from .targets import DatabaseTarget, RedisTarget, TargetError, parse_database_url, parse_redis_url
 
 T = TypeVar("T")
 
 MismatchPolicy = Literal["reject", "replay"]
+Pooling = Literal["direct", "transaction"]
 AuthMode = Literal["gateway", "jwt"]
 
 
@@ -23,6 +27,11 @@ class ConfigError(ValueError):
 class Settings:
     database_url: str = field(repr=False)  # holds a password: never in logs or errors
     redis_url: str = field(repr=False)
+    database: DatabaseTarget = field(repr=False)  # the same URLs, parsed and checked
+    redis: RedisTarget = field(repr=False)
+    # direct: PostgreSQL or a session-mode pooler. transaction: a transaction-mode
+    # PgBouncer, where no session state (SET, prepared statements) survives a transaction.
+    database_pooling: Pooling = "direct"
     idempotency_ttl_seconds: int = 86_400
     # Longer than the slowest create we allow (pool wait 3 s + connect 3 s + INSERT and
     # SELECT at 5+1 s each, about 19 s by default), so a live claim never expires under
@@ -39,6 +48,9 @@ class Settings:
     # A Redis that does not answer within this is treated as down for this request:
     # PostgreSQL alone then keeps the guarantees.
     redis_timeout_seconds: float = 0.5
+    # A migration runs at start-up on its own connection, outside every request timeout;
+    # this bounds its lock wait and statements instead (a stuck holder must not hang a start).
+    migration_timeout_seconds: float = 60.0
     log_level: str = "info"
     # gateway: a trusted gateway sets X-Profile-Id. jwt: a verified bearer token's `sub`.
     auth_mode: AuthMode = "gateway"
@@ -52,7 +64,12 @@ class Settings:
         """Fail at start-up naming the variable, not on the first request."""
         return cls(
             database_url=database_url_from(env),
-            redis_url=_url(env, "REDIS_URL", ("redis://", "rediss://", "unix://")),
+            database=database_target_from(env),
+            redis=redis_target_from(env),
+            redis_url=env["REDIS_URL"].strip(),
+            database_pooling=_choice(
+                env, "DATABASE_POOLING", ("direct", "transaction"), "direct"
+            ),  # type: ignore[arg-type]
             idempotency_ttl_seconds=_number(env, "IDEMPOTENCY_TTL_SECONDS", int, 86_400, 1),
             idempotency_lease_seconds=_number(env, "IDEMPOTENCY_LEASE_SECONDS", int, 30, 1),
             idempotency_wait_seconds=_number(env, "IDEMPOTENCY_WAIT_SECONDS", float, 5.0, 0),
@@ -69,6 +86,7 @@ class Settings:
                 env, "DATABASE_STATEMENT_TIMEOUT_SECONDS", float, 5.0, 0.1
             ),
             redis_timeout_seconds=_number(env, "REDIS_TIMEOUT_SECONDS", float, 0.5, 0.01),
+            migration_timeout_seconds=_number(env, "MIGRATION_TIMEOUT_SECONDS", float, 60.0, 1),
             log_level=_choice(env, "LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
             auth_mode=_choice(env, "AUTH_MODE", ("gateway", "jwt"), "gateway"),  # type: ignore[arg-type]
             **_jwt_verification(env),
@@ -113,17 +131,27 @@ def _is_ec(pem: str) -> bool:
 
 
 def database_url_from(env: Mapping[str, str]) -> str:
-    """DATABASE_URL alone: all that `python -m function.migrate` needs."""
-    return _url(env, "DATABASE_URL", ("postgresql://", "postgres://"))
+    """DATABASE_URL alone, checked: all that `python -m function.migrate` needs."""
+    database_target_from(env)
+    return env["DATABASE_URL"].strip()
 
 
-def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str:
+def database_target_from(env: Mapping[str, str]) -> DatabaseTarget:
+    return _parsed(env, "DATABASE_URL", "postgresql://user:password@host:5432/orders", parse_database_url)
+
+
+def redis_target_from(env: Mapping[str, str]) -> RedisTarget:
+    return _parsed(env, "REDIS_URL", "redis://host:6379/0", parse_redis_url)
+
+
+def _parsed(env: Mapping[str, str], name: str, example: str, parse: Callable[[str], T]) -> T:
     value = env.get(name, "").strip()
     if not value:
-        raise ConfigError(f"{name} is required (e.g. {schemes[0]}...)")
-    if not value.startswith(schemes):
-        raise ConfigError(f"{name} must start with one of {', '.join(schemes)}")
-    return value
+        raise ConfigError(f"{name} is required (e.g. {example})")
+    try:
+        return parse(value)
+    except TargetError as exc:  # says which part is wrong, never the value
+        raise ConfigError(f"{name} is malformed: {exc}") from None
 
 
 def _number(
@@ -132,12 +160,15 @@ def _number(
     raw = env.get(name, "").strip()
     if not raw:
         return default
+    noun = "an integer" if kind is int else "a number"
+    rule = f"{name} must be {noun} >= {minimum:g}"
     try:
         value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a {kind.__name__} >= {minimum}") from None
-    if value < minimum:  # type: ignore[operator]
-        raise ConfigError(f"{name} must be a {kind.__name__} >= {minimum}")
+        raise ConfigError(rule) from None
+    # float() accepts "nan" and "inf": a wait or timeout of either breaks every request.
+    if not math.isfinite(value) or value < minimum:  # type: ignore[operator, arg-type]
+        raise ConfigError(rule)
     return value
 
 

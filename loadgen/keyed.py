@@ -82,11 +82,11 @@ class KeyedLoad:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
-    def start(self) -> KeyedLoad:
+    def start(self) -> list[threading.Thread]:
         self._threads = [threading.Thread(target=self._client, args=(keys, n)) for n, keys in enumerate(self.keys)]
         for thread in self._threads:
             thread.start()
-        return self
+        return self._threads
 
     def join(self) -> None:
         for thread in self._threads:

@@ -46,6 +46,9 @@ class LoadShape:
     max_attempts: int = 3
     mismatch_share: float = 0.0  # duplicates that send a different body
     seed: int | None = None
+    # None: each key's productId names it (k<index>), so GET /orders alone can count
+    # orders per key; a fixed one makes every key's body the same (a later replay knows it).
+    product_id: str | None = None
 
     @property
     def keys_per_wave(self) -> int:
@@ -143,9 +146,9 @@ def product_id(key_index: int) -> str:
     return f"k{key_index}"
 
 
-def body_for(planned: Planned) -> dict[str, Any]:
+def body_for(planned: Planned, fixed_product_id: str | None = None) -> dict[str, Any]:
     quantity = ALTERED_QUANTITY if planned.altered else ORIGINAL_QUANTITY
-    return {"productId": product_id(planned.key_index), "productQuantity": quantity}
+    return {"productId": fixed_product_id or product_id(planned.key_index), "productQuantity": quantity}
 
 
 def plan(shape: LoadShape, targets: list[str]) -> list[Planned]:
@@ -219,7 +222,8 @@ def fire(
                 pass  # a stuck client must not stop the others: go on unsynchronised
             if slot >= len(wave):
                 continue
-            result = _send(wave[slot], router, sessions, profile, key_names, shape, jitter, headers, started)
+            result = _send(wave[slot], router, sessions, profile, key_names, shape, jitter, headers, started,
+                           retry_connection_errors=False)
             with lock:
                 results.append(result)
             on_answer()
@@ -279,7 +283,8 @@ def fire_profile(
                 planned_next = next(queue, None)
             if planned_next is None:
                 return
-            result = _send(planned_next, router, sessions, profile, key_names, shape, jitter, headers, run_started)
+            result = _send(planned_next, router, sessions, profile, key_names, shape, jitter, headers, run_started,
+                           retry_connection_errors=True)
             with lock:
                 results.append(result)
             on_answer()
@@ -299,10 +304,12 @@ def _run_threads(client: Callable[[int], None], count: int) -> None:
 def _send(
     planned: Planned, router: Router, sessions: dict[str, requests.Session], profile: str,
     key_names: list[str], shape: LoadShape, jitter: random.Random, headers: dict[str, str] | None,
-    run_started: float,
+    run_started: float, *, retry_connection_errors: bool,
 ) -> Result:
     """One planned request with its retries: an impatient first attempt may time out,
-    then the client retries (same key, same body) with patience."""
+    then the client retries (same key, same body) with patience. With
+    `retry_connection_errors` (autoscaled copies come and go) a refused or reset attempt
+    is retried too, as Knative's activator retries; otherwise it is the request's end."""
     result = Result(planned, sent_at=time.perf_counter() - run_started)
     request_headers = {"Idempotency-Key": key_names[planned.key_index], "X-Profile-Id": profile, **(headers or {})}
     for attempt in range(shape.max_attempts):
@@ -312,15 +319,17 @@ def _send(
             result.copy = copy
             started = time.perf_counter()
             try:
-                response = session.post(url + "/orders", json=body_for(planned), headers=request_headers,
+                response = session.post(url + "/orders", json=body_for(planned, shape.product_id), headers=request_headers,
                                         timeout=timeout or PATIENT_TIMEOUT_SECONDS)
             except requests.Timeout:
                 result.attempts.append(Attempt(None, time.perf_counter() - started, "client timeout"))
                 sessions.pop(url, None)
                 error = True
-            except requests.ConnectionError as exc:  # refused or reset: a client retries, the key makes it safe
+            except requests.ConnectionError as exc:
                 result.attempts.append(Attempt(None, time.perf_counter() - started, type(exc).__name__))
                 sessions.pop(url, None)
+                if not retry_connection_errors:
+                    break
                 error = True
             except requests.RequestException as exc:
                 result.attempts.append(Attempt(None, time.perf_counter() - started, type(exc).__name__))

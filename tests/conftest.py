@@ -17,10 +17,15 @@ import pytest
 import requests
 
 from devserver.copies import FunctionCopy
+from devserver.fleet import start_together
 from devserver.servers import PostgresServer, RedisServer
 from function.migrate import apply_migrations
+from hardening.server_errors import LogWatch
 
 ORDER = {"productId": "sku-1", "productQuantity": 2}
+
+# PgBouncer, Redis Sentinel and the many-copies fixtures.
+pytest_plugins = ["scaleout_fixtures"]
 
 # Generated tests (Hypothesis, schemathesis) are repeatable by default, so a run passes or
 # fails the same way on every machine; HYPOTHESIS_PROFILE=explore draws fresh examples.
@@ -123,13 +128,9 @@ def start_copies(base_env: dict[str, str], workdir: Path, db: Database) -> Itera
     started: list[FunctionCopy] = []
 
     def start(count: int = 1, **env: str) -> list[FunctionCopy]:
-        copies = [
-            FunctionCopy({**base_env, **env}, log=workdir / f"copy-{next(_log_numbers)}.log").start(wait=False)
-            for _ in range(count)
-        ]
+        logs = [workdir / f"copy-{next(_log_numbers)}.log" for _ in range(count)]
+        copies = start_together({**base_env, **env}, logs)
         started.extend(copies)
-        for copy in copies:
-            copy.wait_ready()
         return copies
 
     yield start
@@ -180,6 +181,17 @@ def assert_problem(response: requests.Response, status: int, *words: str) -> dic
     for word in words:
         assert word.lower() in text, f"{word!r} not in {problem}"
     return problem
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_copy_answered_a_500(workdir: Path) -> Iterator[None]:
+    """After each test module: no copy it talked to logged a 500 or a crash. Each copy
+    has its own log (the shared api copy's is read from where the module started)."""
+    watch = LogWatch(workdir)
+    watch.mark()
+    yield
+    errors = watch.new_errors()
+    assert not errors, f"copies answered 500 or crashed: {errors}"
 
 
 @pytest.fixture(autouse=True)

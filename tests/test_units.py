@@ -7,8 +7,10 @@ import pytest
 from function.fingerprint import fingerprint
 from function.inputs import encode_cursor, parse_cursor, parse_idempotency_key
 from function.problems import InvalidIdempotencyKey, InvalidParameter
-from function.records import Decision, Done, InFlight, decide, decode, encode, redis_key
+from function.records import Create, Done, InFlight, Reject, Replay, Wait, decide, decode, encode, redis_key
 from function.settings import ConfigError, Settings
+from function.targets import parse_database_url, parse_redis_url
+from hardening.server_errors import server_errors
 
 URLS = {"DATABASE_URL": "postgresql://u:secret@db:5432/orders", "REDIS_URL": "redis://cache:6379/0"}
 
@@ -37,21 +39,24 @@ def test_the_fingerprint_ignores_member_order_and_whitespace_but_not_values() ->
 DIFFERENT = "other-fingerprint"
 
 
+DONE = Done("fp", "id", b"{}")
+
+
 @pytest.mark.parametrize(
-    ("found", "fp", "replay_on_mismatch", "decision"),
+    ("found", "fp", "replay_on_mismatch", "action"),
     [
-        (None, "fp", False, Decision.CLAIMED),
-        (None, "fp", True, Decision.CLAIMED),
-        (InFlight("fp", "owner"), "fp", False, Decision.WAIT),
-        (InFlight("fp", "owner"), DIFFERENT, False, Decision.MISMATCH),
-        (InFlight("fp", "owner"), DIFFERENT, True, Decision.WAIT),
-        (Done("fp", "id", b"{}"), "fp", False, Decision.REPLAY),
-        (Done("fp", "id", b"{}"), DIFFERENT, False, Decision.MISMATCH),
-        (Done("fp", "id", b"{}"), DIFFERENT, True, Decision.REPLAY),
+        (None, "fp", False, Create()),
+        (None, "fp", True, Create()),
+        (InFlight("fp", "owner"), "fp", False, Wait()),
+        (InFlight("fp", "owner"), DIFFERENT, False, Reject()),
+        (InFlight("fp", "owner"), DIFFERENT, True, Wait()),
+        (DONE, "fp", False, Replay(DONE)),
+        (DONE, DIFFERENT, False, Reject()),
+        (DONE, DIFFERENT, True, Replay(DONE)),
     ],
 )
-def test_every_row_of_the_decision_table(found, fp, replay_on_mismatch, decision) -> None:  # type: ignore[no-untyped-def]
-    assert decide(found, fp, replay_on_mismatch) is decision
+def test_every_row_of_the_decision_table(found, fp, replay_on_mismatch, action) -> None:  # type: ignore[no-untyped-def]
+    assert decide(found, fp, replay_on_mismatch) == action
 
 
 def test_records_survive_the_trip_through_redis_encoding() -> None:
@@ -99,3 +104,37 @@ def test_a_missing_or_malformed_variable_is_named_and_no_password_is_shown(env, 
     with pytest.raises(ConfigError) as raised:
         Settings.from_env(env)
     assert named in str(raised.value) and "secret" not in str(raised.value)
+
+
+def test_the_log_watch_sees_a_500_in_any_form_the_servers_write_it() -> None:
+    log = "\n".join([
+        '{"time":"t","level":"info","message":"request","status":201}',
+        '{"time":"t","level":"error","message":"unhandled error","route":"create"}',
+        "ERROR:root:Exception on /orders [POST]",
+        "ERROR:    Exception in ASGI application",
+        '{"time":"t","level":"info","message":"request","status":503}',
+    ])
+    assert len(server_errors(log)) == 3
+    assert server_errors('{"level":"warning","message":"schema not checked at start-up"}') == []
+
+
+def test_a_sentinel_url_names_every_sentinel_the_service_and_the_database() -> None:
+    target = parse_redis_url("redis+sentinel://:pw@s1:26379,s2:26380,[::1]:26381/orders/2")
+    assert target.sentinels is not None
+    assert target.sentinels.addresses == (("s1", 26379), ("s2", 26380), ("::1", 26381))
+    assert (target.sentinels.service_name, target.sentinels.db, target.sentinels.password) == ("orders", 2, "pw")
+    assert "pw" not in repr(target)
+
+
+def test_a_database_url_is_read_into_its_parts_with_tls_off_unless_asked() -> None:
+    target = parse_database_url("postgresql://orders:p%40ss@db.internal:6432/shop")
+    assert (target.host, target.port, target.user, target.password, target.database) == (
+        "db.internal", 6432, "orders", "p@ss", "shop")
+    assert target.sslmode == "disable" and "p@ss" not in repr(target)
+    assert parse_database_url("postgresql://db/shop?sslmode=verify-full").sslmode == "verify-full"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "Infinity", "1e400"])
+def test_a_wait_that_is_not_a_finite_number_is_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match="IDEMPOTENCY_WAIT_SECONDS must be a number"):
+        Settings.from_env({**URLS, "IDEMPOTENCY_WAIT_SECONDS": value})

@@ -54,3 +54,21 @@ redis-password
 {{- define "redis.host" -}}
 {{- printf "%s.%s.svc.cluster.local" (include "redis.fullname" .) .Release.Namespace -}}
 {{- end -}}
+
+{{- define "redis.sentinelMode" -}}
+{{- if eq .Values.architecture "sentinel" }}true{{ end -}}
+{{- end -}}
+
+{{/* The DNS domain of the pods behind the headless Service: <pod>.<this>. */}}
+{{- define "redis.podDomain" -}}
+{{- include "redis.host" . -}}
+{{- end -}}
+
+{{/* Every sentinel, host:port,host:port,... as REDIS_URL lists them. */}}
+{{- define "redis.sentinelHosts" -}}
+{{- $hosts := list -}}
+{{- range $n := until (int .Values.sentinel.replicas) -}}
+{{- $hosts = append $hosts (printf "%s-%d.%s:%d" (include "redis.fullname" $) $n (include "redis.podDomain" $) (int $.Values.sentinel.port)) -}}
+{{- end -}}
+{{- join "," $hosts -}}
+{{- end -}}

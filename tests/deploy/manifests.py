@@ -8,6 +8,7 @@ fields: `unknown_fields` finds those by comparing the input with the model's dum
 
 from __future__ import annotations
 
+import configparser
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -45,6 +46,15 @@ def find(manifests: list[Manifest], kind: str, name: str) -> Manifest:
     matches = [m for m in manifests if m["kind"] == kind and m["metadata"]["name"] == name]
     assert len(matches) == 1, f"expected one {kind} {name}, found {len(matches)}"
     return matches[0]
+
+
+def pgbouncer_ini() -> configparser.ConfigParser:
+    """postgres/k8s/pgbouncer.yaml's pgbouncer.ini, parsed as PgBouncer reads it
+    (`;` comments, `key = value`, an empty value allowed)."""
+    config_map = find(load_documents(POSTGRES_K8S / "pgbouncer.yaml"), "ConfigMap", "pgbouncer")
+    parser = configparser.ConfigParser(comment_prefixes=(";", "#"), interpolation=None)
+    parser.read_string(config_map["data"]["pgbouncer.ini"])
+    return parser
 
 
 def is_knative(manifest: Manifest) -> bool:

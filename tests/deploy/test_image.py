@@ -42,6 +42,9 @@ def test_the_image_cmd_runs_the_procfile_web_process():
     assert image[0] == procfile[0] == "functions-framework"
     assert flags(image)["source"] == flags(procfile)["source"] == "function/main.py"
     assert flags(image)["target"] == flags(procfile)["target"] == "handle"
+    # The same stack too: every flag but the port, which Knative passes as PORT.
+    assert [a for a in image[1:] if not a.startswith("--port")] == [a for a in procfile[1:] if not a.startswith("--port")]
+    assert "--asgi" in image
 
 
 def test_the_image_leaves_the_port_to_the_port_variable():

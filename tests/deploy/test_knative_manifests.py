@@ -25,6 +25,7 @@ from .manifests import (
     is_knative,
     load_directory,
     load_documents,
+    pgbouncer_ini,
     render_chart,
     rendered_manifests,
     unknown_fields,
@@ -48,15 +49,11 @@ REPLY_EVENT = "com.example.order.created"
 CONFIG_KEYS = {
     "IDEMPOTENCY_TTL_SECONDS", "IDEMPOTENCY_LEASE_SECONDS", "IDEMPOTENCY_WAIT_SECONDS",
     "IDEMPOTENCY_KEY_REQUIRED", "IDEMPOTENCY_ON_MISMATCH", "AUTO_MIGRATE",
-    "DATABASE_POOL_SIZE", "DATABASE_CONNECT_TIMEOUT_SECONDS",
+    "DATABASE_POOLING", "DATABASE_POOL_SIZE", "DATABASE_CONNECT_TIMEOUT_SECONDS",
     "DATABASE_STATEMENT_TIMEOUT_SECONDS", "REDIS_TIMEOUT_SECONDS", "LOG_LEVEL",
-    "WORKERS", "THREADS",
+    "WORKERS", "MIGRATION_TIMEOUT_SECONDS",
 }
 SECRET_KEYS = {"DATABASE_URL", "REDIS_URL"}
-
-# Connections kept free at PostgreSQL beyond the function's copies: a migration run
-# and a few admin sessions (psql, monitoring).
-ADMIN_CONNECTIONS = 10
 
 
 def all_manifests() -> list[Manifest]:
@@ -257,10 +254,11 @@ def test_the_service_scales_to_zero_with_a_bounded_maximum():
     assert int(annotations["autoscaling.knative.dev/max-scale"]) > 0  # "0" is unlimited
 
 
-def test_concurrency_limit_and_target_match_the_gunicorn_threads():
-    threads = int(config()["THREADS"])
-    assert revision_spec()["containerConcurrency"] == threads
-    assert int(revision_annotations()["autoscaling.knative.dev/target"]) == threads
+def test_the_autoscaling_target_is_half_the_concurrency_limit():
+    # Knative scales up at 70 % of the target; the rest up to the limit is burst room.
+    limit = revision_spec()["containerConcurrency"]
+    assert int(revision_annotations()["autoscaling.knative.dev/target"]) * 2 == limit
+    assert limit > 8  # no longer bounded by threads: a waiting request holds none
 
 
 def test_the_request_timeout_covers_a_duplicates_wait_plus_the_longest_create():
@@ -275,22 +273,25 @@ def test_the_lease_outlasts_the_longest_create_so_a_live_claim_never_expires():
     assert float(settings["IDEMPOTENCY_LEASE_SECONDS"]) >= revision_spec()["timeoutSeconds"]
 
 
-def test_the_worst_case_connections_fit_postgres_max_connections():
+def test_the_worst_case_connections_fit_one_pgbouncer_pods_max_client_conn():
     settings = config()
     per_revision = (int(settings["DATABASE_POOL_SIZE"]) * int(settings["WORKERS"])
                     * int(revision_annotations()["autoscaling.knative.dev/max-scale"]))
-    assert per_revision == 40  # the number the comments state
-    postgres = find(load_documents(POSTGRES_K8S / "statefulset.yaml"), "StatefulSet", "postgres")
-    args = postgres["spec"]["template"]["spec"]["containers"][0]["args"]
-    server = dict(arg.split("=", 1) for arg in args if "=" in arg)
-    usable = int(server["max_connections"]) - int(server["superuser_reserved_connections"])
-    # A rollout runs the old revision's copies beside the new ones.
-    assert 2 * per_revision + ADMIN_CONNECTIONS <= usable
+    assert per_revision == 400  # the number the comments state
+    # A rollout runs the old revision's copies beside the new ones, and the Service in
+    # front of PgBouncer may send all of them to one pod.
+    assert 2 * per_revision <= int(pgbouncer_ini()["pgbouncer"]["max_client_conn"])
 
 
-def test_the_pool_is_no_larger_than_the_threads_that_share_it():
-    settings = config()
-    assert int(settings["DATABASE_POOL_SIZE"]) <= int(settings["THREADS"])
+def test_the_function_is_told_its_database_url_is_a_transaction_mode_pooler():
+    # The secret example's DATABASE_URL names PgBouncer (checked below, with the hosts).
+    assert config()["DATABASE_POOLING"] == "transaction"
+    assert pgbouncer_ini()["pgbouncer"]["pool_mode"] == "transaction"
+
+
+def test_the_pool_is_far_smaller_than_the_requests_a_copy_holds():
+    # Requests hold a connection only for their SQL: a few serve many in flight.
+    assert int(config()["DATABASE_POOL_SIZE"]) * 8 <= revision_spec()["containerConcurrency"]
 
 
 # --- configuration and secrets -------------------------------------------------------
@@ -298,7 +299,7 @@ def test_the_pool_is_no_larger_than_the_threads_that_share_it():
 
 def test_the_configmap_holds_exactly_the_variables_the_function_reads():
     assert set(config()) == CONFIG_KEYS
-    assert config()["WORKERS"] == "1" and config()["THREADS"] == "8"
+    assert config()["WORKERS"] == "1"
 
 
 def test_the_database_and_redis_urls_come_from_the_secret_by_key():
@@ -324,9 +325,9 @@ def test_the_secret_example_holds_only_placeholders_pointing_at_the_real_hosts()
     assert "CHANGE-ME" in database.password and "CHANGE-ME" in redis.password
     assert database.scheme == "postgresql" and redis.scheme == "redis"
 
-    postgres_service = find(load_documents(POSTGRES_K8S / "service.yaml"), "Service", "postgres")
-    assert database.hostname == f"postgres.{NAMESPACE}.svc.cluster.local"
-    assert database.port == postgres_service["spec"]["ports"][0]["port"]
+    pgbouncer = find(load_documents(POSTGRES_K8S / "pgbouncer.yaml"), "Service", "pgbouncer")
+    assert database.hostname == f"pgbouncer.{NAMESPACE}.svc.cluster.local"
+    assert database.port == pgbouncer["spec"]["ports"][0]["port"]
 
     redis_service = find(rendered_manifests(render_chart()), "Service", REDIS_RELEASE)
     assert redis.hostname == f"{REDIS_RELEASE}.{NAMESPACE}.svc.cluster.local"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import subprocess
+import time
 
 import pytest
 import yaml
@@ -30,7 +32,11 @@ VALUE_SETS = {
     "persistence off": {"persistence": {"enabled": False}},
     "no dynamic provisioning": {"persistence": {"storageClass": "-", "size": "5Gi"}},
     "named storage class": {"persistence": {"storageClass": "standard"}},
+    "sentinel": {"architecture": "sentinel"},
+    "sentinel, auth off, five pods": {"architecture": "sentinel", "auth": {"enabled": False},
+                                      "sentinel": {"replicas": 5, "quorum": 3}},
 }
+SENTINEL = {"architecture": "sentinel"}
 
 
 def objects(values: dict | None = None) -> list[Manifest]:
@@ -185,3 +191,207 @@ def test_values_yaml_names_the_bitnami_style_keys_users_expect():
                                    "existingSecretPasswordKey"}
     assert {"enabled", "size", "storageClass"} <= set(values["persistence"])
     assert {"image", "resources", "maxmemory", "maxmemoryPolicy", "service"} <= set(values)
+
+
+# --- Sentinel mode -------------------------------------------------------------------
+
+
+def containers(values: dict | None = None) -> dict[str, Manifest]:
+    return {c["name"]: c for c in statefulset(values)["spec"]["template"]["spec"]["containers"]}
+
+
+def start_script(values: dict) -> str:
+    return find(objects(values), "ConfigMap", REDIS_RELEASE)["data"]["start.sh"]
+
+
+def test_the_default_stays_one_redis_pod_without_sentinels():
+    assert statefulset()["spec"]["replicas"] == 1
+    assert set(containers()) == {"redis"}
+    service = find(objects(), "Service", REDIS_RELEASE)
+    assert [port["name"] for port in service["spec"]["ports"]] == ["redis"]
+    assert "start.sh" not in find(objects(), "ConfigMap", REDIS_RELEASE)["data"]
+
+
+def test_sentinel_mode_runs_a_redis_and_a_sentinel_in_each_pod():
+    assert statefulset(SENTINEL)["spec"]["replicas"] == 3
+    pods = containers(SENTINEL)
+    assert set(pods) == {"redis", "sentinel"}
+    assert pods["redis"]["command"] == ["sh", "/etc/redis/start.sh", "redis"]
+    assert pods["sentinel"]["command"] == ["sh", "/etc/redis/start.sh", "sentinel"]
+    (sentinel_port,) = pods["sentinel"]["ports"]
+    assert sentinel_port["containerPort"] == 26379
+    mounts = {m["name"]: m["mountPath"] for m in pods["sentinel"]["volumeMounts"]}
+    assert mounts["sentinel"] == "/sentinel"  # writable: a sentinel rewrites its config
+    volumes = {v["name"]: v for v in statefulset(SENTINEL)["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["sentinel"] == {"name": "sentinel", "emptyDir": {}}
+
+
+def test_sentinels_and_replicas_reach_each_pod_by_name_even_before_it_is_ready():
+    service = find(objects(SENTINEL), "Service", REDIS_RELEASE)
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    ports = {port["name"]: port["port"] for port in service["spec"]["ports"]}
+    assert ports == {"redis": 6379, "sentinel": 26379}
+
+
+def test_the_start_script_is_valid_shell_and_monitors_the_set_with_its_quorum():
+    for values in (SENTINEL, VALUE_SETS["sentinel, auth off, five pods"]):
+        script = start_script(values)
+        checked = subprocess.run(["sh", "-n"], input=script, text=True, capture_output=True, check=False)
+        assert checked.returncode == 0, checked.stderr
+    script = start_script(SENTINEL)
+    assert 'sentinel monitor orders $primary 6379 2' in script
+    assert "sentinel resolve-hostnames yes" in script and "sentinel announce-hostnames yes" in script
+    assert "for n in $(seq 0 2)" in script  # asks every pod's sentinel
+    assert '--replicaof "$primary" 6379' in script
+    five = start_script(VALUE_SETS["sentinel, auth off, five pods"])
+    assert "sentinel monitor orders $primary 6379 3" in five and "$(seq 0 4)" in five
+
+
+def test_with_auth_the_replicas_and_sentinels_use_the_one_password_and_without_it_none():
+    script = start_script(SENTINEL)
+    assert '--masterauth "$REDIS_PASSWORD"' in script
+    assert "sentinel auth-pass orders $REDIS_PASSWORD" in script
+    assert "requirepass $REDIS_PASSWORD" in script
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in containers(SENTINEL)["sentinel"]["env"]}
+    assert env["REDIS_PASSWORD"] == {"name": REDIS_RELEASE, "key": "redis-password"}
+    off = start_script(VALUE_SETS["sentinel, auth off, five pods"])
+    assert "REDIS_PASSWORD" not in off
+    assert "env" not in containers(VALUE_SETS["sentinel, auth off, five pods"])["sentinel"]
+
+
+def test_the_notes_give_the_sentinel_url_naming_every_pod():
+    notes = render_chart(SENTINEL)["redis/templates/NOTES.txt"]
+    hosts = ",".join(f"{REDIS_RELEASE}-{n}.{HOST}:26379" for n in range(3))
+    assert f"redis+sentinel://:<password>@{hosts}/orders/0" in notes
+
+
+def test_sentinel_values_out_of_range_are_rejected():
+    import helm_python
+
+    with pytest.raises(helm_python.HelmValuesError):
+        render_chart({"architecture": "sentinel", "sentinel": {"replicas": 2}})
+    with pytest.raises(helm_python.HelmValuesError):
+        render_chart({"architecture": "replication"})
+    with pytest.raises(helm_python.HelmRenderError, match="quorum"):
+        render_chart({"architecture": "sentinel", "sentinel": {"replicas": 3, "quorum": 4}})
+
+
+def test_the_chart_lints_clean_in_sentinel_mode():
+    import helm_python
+
+    report = helm_python.lint(str(REDIS_CHART), SENTINEL, strict=True, namespace=NAMESPACE,
+                              kube_version="v1.30.0")
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not problems and not report["errors"], report
+
+
+# --- the Sentinel-mode start script, run outside a pod -------------------------------
+# `hostname`, `redis-cli` (the sentinels' answer) and `redis-server` are stand-ins on
+# PATH, so the script's choices can be read; the configuration it writes is then loaded
+# by a real redis-server.
+
+POD_DOMAIN = f"{REDIS_RELEASE}.{NAMESPACE}.svc.cluster.local"
+
+
+def run_start_script(tmp_path, values: dict, role: str, pod: int, sentinels_say: str | None) -> list[str]:
+    """The arguments start.sh hands redis-server as pod `pod`, when the sentinels name
+    `sentinels_say` as primary (None: no sentinel answers yet, a first install)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    stand_ins = {
+        "hostname": f"echo {REDIS_RELEASE}-{pod}",
+        "redis-cli": f"echo {sentinels_say}" if sentinels_say else "exit 1",
+        "redis-server": f'printf "%s\\n" "$@" > {tmp_path}/args',
+    }
+    for name, body in stand_ins.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    script = tmp_path / "start.sh"
+    script.write_text(start_script(values))
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REDIS_PASSWORD": "s3cret", "SENTINEL_DIR": str(tmp_path)}
+    subprocess.run(["sh", str(script), role], env=env, check=True, timeout=30)
+    return (tmp_path / "args").read_text().splitlines()
+
+
+def pod_name(n: int) -> str:
+    return f"{REDIS_RELEASE}-{n}.{POD_DOMAIN}"
+
+
+def test_on_a_first_install_pod_0_starts_as_primary_and_the_others_as_its_replicas(tmp_path):
+    first = run_start_script(tmp_path, SENTINEL, "redis", pod=0, sentinels_say=None)
+    assert "--replicaof" not in first
+    assert first[:3] == ["/etc/redis/redis.conf", "--replica-announce-ip", pod_name(0)]
+    second = run_start_script(tmp_path, SENTINEL, "redis", pod=1, sentinels_say=None)
+    assert second[second.index("--replicaof") + 1:][:2] == [pod_name(0), "6379"]
+    assert second[second.index("--masterauth") + 1] == "s3cret"
+    # A real redis-server takes these arguments (with a local config file instead of
+    # the ConfigMap's) and starts as a replica of pod 0.
+    info = replication_info(tmp_path, second[1:])
+    assert info["role"] == "slave" and info["master_host"] == pod_name(0)
+
+
+def test_after_a_failover_a_restarted_pod_0_follows_the_primary_the_sentinels_name(tmp_path):
+    args = run_start_script(tmp_path, SENTINEL, "redis", pod=0, sentinels_say=pod_name(2))
+    assert args[args.index("--replicaof") + 1:][:2] == [pod_name(2), "6379"]
+    # ... and the one the sentinels name as primary starts as primary.
+    assert "--replicaof" not in run_start_script(tmp_path, SENTINEL, "redis", pod=2, sentinels_say=pod_name(2))
+
+
+def replication_info(tmp_path, args: list[str]) -> dict:
+    """INFO replication of a real redis-server started with `args` after a config file."""
+    import redis
+
+    from devserver.binaries import redis_server_binary
+    from devserver.servers import free_port
+
+    port = free_port()
+    conf = tmp_path / "redis.conf"
+    conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\nsave \"\"\n")
+    server = subprocess.Popen([str(redis_server_binary()), str(conf), *args],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port, password="s3cret", socket_timeout=2)
+        for _ in range(100):
+            try:
+                return client.info("replication")
+            except redis.ConnectionError:
+                assert server.poll() is None, "redis-server refused the arguments"
+                time.sleep(0.05)
+        raise AssertionError("redis-server never answered")
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_the_sentinel_configuration_the_script_writes_loads_in_a_real_sentinel(tmp_path):
+    from devserver.binaries import redis_server_binary
+    from devserver.servers import free_port
+
+    # A primary the test can resolve and that does not exist: the sentinel only has to
+    # accept its configuration, not find a Redis.
+    ports = {"service": {"port": free_port()}, "sentinel": {"port": free_port()}}
+    args = run_start_script(tmp_path, {**SENTINEL, **ports}, "sentinel", pod=1, sentinels_say="localhost")
+    assert args == [f"{tmp_path}/sentinel.conf", "--sentinel"]
+    conf = (tmp_path / "sentinel.conf").read_text()
+    assert f"sentinel monitor orders localhost {ports['service']['port']} 2" in conf
+    assert f"sentinel announce-ip {pod_name(1)}" in conf
+    assert "sentinel auth-pass orders s3cret" in conf
+
+    sentinel = subprocess.Popen([str(redis_server_binary()), *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+    try:
+        import redis
+
+        client = redis.Redis(port=ports["sentinel"]["port"], password="s3cret", socket_timeout=2)
+        for _ in range(100):
+            try:
+                assert client.sentinel_master("orders")["port"] == ports["service"]["port"]
+                break
+            except redis.ConnectionError:
+                assert sentinel.poll() is None, sentinel.stdout.read().decode()  # type: ignore[union-attr]
+                time.sleep(0.05)
+        else:
+            raise AssertionError("the sentinel never answered")
+    finally:
+        sentinel.kill()
+        sentinel.wait()

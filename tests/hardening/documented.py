@@ -52,16 +52,6 @@ def documented_statuses(document: dict[str, Any]) -> dict[tuple[str, str], set[i
     }
 
 
-def openapi_path(werkzeug_rule: str) -> str:
-    """`/orders/<order_id>` -> `/orders/{orderId}`: werkzeug's spelling to OpenAPI's."""
-
-    def parameter(match: re.Match[str]) -> str:
-        first, *rest = match.group(1).split("_")
-        return "{" + first + "".join(word.capitalize() for word in rest) + "}"
-
-    return re.sub(r"<(?:[^:>]+:)?([^>]+)>", parameter, werkzeug_rule)
-
-
 def path_parameters(template: str, path_url: str) -> dict[str, str]:
     """The values a request's path gave the template's {parameters}."""
     pattern = re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(template))

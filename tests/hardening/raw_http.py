@@ -34,3 +34,27 @@ def send_raw(url: str, method: bytes, target: bytes, headers: list[bytes], body:
         name, _, value = line.partition(":")
         answer_headers[name.strip().lower()] = value.strip()
     return RawAnswer(int(status_line.split()[1]), answer_headers, answer_body)
+
+
+def exchange(url: str, request: bytes, *, wait_seconds: float = 3) -> RawAnswer | None:
+    """Send bytes exactly as given (no framing added); the answer, or None when none came
+    within `wait_seconds` (a server still waiting for an announced body) or the server
+    closed the connection without one."""
+    parts = urlsplit(url)
+    received = b""
+    with socket.create_connection((parts.hostname, parts.port), timeout=wait_seconds) as connection:
+        connection.sendall(request)
+        try:
+            while chunk := connection.recv(65536):
+                received += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+    if not received:
+        return None
+    header_block, _, answer_body = received.partition(b"\r\n\r\n")
+    status_line, *header_lines = header_block.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return RawAnswer(int(status_line.split()[1]), headers, answer_body)

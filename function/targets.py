@@ -1,0 +1,132 @@
+"""DATABASE_URL and REDIS_URL, parsed and checked once at start-up.
+
+A malformed URL (a port that is not a number, an unknown `sslmode`) must stop the
+start-up naming the part at fault; errors here never quote the URL: it holds a password.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import redis.connection
+
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+DATABASE_OPTIONS = frozenset({"sslmode", "sslrootcert", "application_name"})
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+SENTINEL_SCHEME = "redis+sentinel://"
+
+
+class TargetError(ValueError):
+    """Names the part of a URL that is wrong, never its value."""
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    host: str
+    port: int
+    user: str
+    password: str | None = field(repr=False)
+    database: str | None
+    sslmode: str = "disable"
+    sslrootcert: str | None = None
+    application_name: str = "orders-function"
+
+
+@dataclass(frozen=True)
+class Sentinels:
+    addresses: tuple[tuple[str, int], ...]
+    service_name: str
+    db: int = 0
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    url: str = field(repr=False)  # redis:// rediss:// unix://, passed to redis-py as it is
+    sentinels: Sentinels | None = None  # set instead for redis+sentinel://
+
+
+def parse_database_url(url: str) -> DatabaseTarget:
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise TargetError("it must start with postgresql:// or postgres://")
+    parts = urlsplit(url)
+    options = _options(parts.query, DATABASE_OPTIONS)
+    sslmode = options.get("sslmode", "disable")
+    if sslmode not in SSL_MODES:
+        raise TargetError(f"sslmode must be one of {', '.join(SSL_MODES)}")
+    return DatabaseTarget(
+        host=parts.hostname or "localhost",
+        port=_port(parts.netloc, default=5432),
+        user=unquote(parts.username or "postgres"),
+        password=unquote(parts.password) if parts.password else None,
+        database=unquote(parts.path.lstrip("/")) or None,
+        sslmode=sslmode,
+        sslrootcert=options.get("sslrootcert"),
+        application_name=options.get("application_name", "orders-function"),
+    )
+
+
+def parse_redis_url(url: str) -> RedisTarget:
+    if url.startswith(SENTINEL_SCHEME):
+        return RedisTarget(url, _sentinels(url[len(SENTINEL_SCHEME):]))
+    if not url.startswith(REDIS_SCHEMES):
+        raise TargetError(f"it must start with one of {', '.join(REDIS_SCHEMES + (SENTINEL_SCHEME,))}")
+    if not url.startswith("unix://"):
+        parts = urlsplit(url)
+        _port(parts.netloc, default=6379)
+        _db(parts.path)
+    try:
+        redis.connection.parse_url(url)  # redis-py's own reading: options and their types
+    except (ValueError, TypeError):
+        raise TargetError("an option in the query string is not valid") from None
+    return RedisTarget(url)
+
+
+def _sentinels(rest: str) -> Sentinels:
+    """`[:password@]host:port[,host:port...]/service_name[/db]`"""
+    location, _, path = rest.partition("/")
+    credentials, at, hosts = location.rpartition("@")
+    password = unquote(credentials.partition(":")[2]) or None if at else None
+    addresses = []
+    for address in hosts.split(","):
+        host, colon, port = address.rpartition(":")
+        if not colon or not host:
+            raise TargetError("each sentinel must be host:port")
+        addresses.append((host.strip("[]"), _port("x:" + port, default=26379)))
+    service_name, _, db = path.partition("/")
+    if not service_name:
+        raise TargetError("a sentinel URL names the service: redis+sentinel://host:port/service_name")
+    return Sentinels(tuple(addresses), unquote(service_name), _db("/" + db), password)
+
+
+def _port(netloc: str, *, default: int) -> int:
+    host_part = netloc.rpartition("@")[2]
+    if host_part.startswith("["):  # [::1]:5432
+        host_part = host_part.partition("]")[2]
+    _, colon, port = host_part.rpartition(":")
+    if not colon or port == "":
+        return default
+    if not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise TargetError("the port must be a number from 1 to 65535")
+    return int(port)
+
+
+def _db(path: str) -> int:
+    number = path.strip("/")
+    if number == "":
+        return 0
+    if not number.isascii() or not number.isdigit():
+        raise TargetError("the database number must be a non-negative integer")
+    return int(number)
+
+
+def _options(query: str, known: frozenset[str]) -> dict[str, str]:
+    try:
+        options = {name: values[-1] for name, values in parse_qs(query, strict_parsing=bool(query)).items()}
+    except ValueError:
+        raise TargetError("the query string is not name=value pairs") from None
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TargetError(f"unknown option {unknown[0][:40]!r}; known: {', '.join(sorted(known))}")
+    return options

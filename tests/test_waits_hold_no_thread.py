@@ -1,0 +1,86 @@
+"""On the ASGI stack a waiting request is a coroutine, not a thread: duplicates waiting
+for their original, and creates waiting for PostgreSQL, leave the copy free to serve."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+import pytest
+import requests
+
+from conftest import ORDER, Client, Database
+
+pytestmark = pytest.mark.multiprocess
+
+POOL_SIZE = 2  # PostgreSQL connections, and so pg8000 threads, of the copy under test
+
+
+def worker_threads(copy) -> int:  # type: ignore[no-untyped-def]
+    """Threads of the copy's gunicorn worker (its only child process)."""
+    (worker,) = psutil.Process(copy.process.pid).children()
+    return worker.num_threads()
+
+
+def test_sixty_four_duplicates_wait_for_their_original_without_a_thread_each(
+    start_copies, db: Database, postgres
+) -> None:  # type: ignore[no-untyped-def]
+    (copy,) = start_copies(1, DATABASE_POOL_SIZE=str(POOL_SIZE), IDEMPOTENCY_WAIT_SECONDS="20",
+                           DATABASE_STATEMENT_TIMEOUT_SECONDS="20")
+    client = Client(copy.url)
+    client.create(key="warm-up")
+    threads_before = worker_threads(copy)
+
+    postgres.pause()  # the original claims its key, then waits on PostgreSQL
+    try:
+        with ThreadPoolExecutor(65) as senders:
+            original = senders.submit(client.create, key="storm")
+            time.sleep(0.3)
+            duplicates = [senders.submit(Client(copy.url).create, key="storm") for _ in range(64)]
+            time.sleep(1.0)  # every duplicate is in, waiting
+            threads_while_waiting = worker_threads(copy)
+            postgres.resume()
+            answers = [original.result(), *(d.result() for d in duplicates)]
+    finally:
+        postgres.resume()
+
+    assert {a.status_code for a in answers} == {201}
+    assert len({a.json()["orderId"] for a in answers}) == 1
+    assert db.order_count() == 2  # warm-up and storm
+    # 65 requests in flight, and no more threads than the PostgreSQL pool's.
+    assert threads_while_waiting <= max(threads_before, 1 + POOL_SIZE)
+    # Each duplicate waited: for the answer in Redis, or (PostgreSQL being hung past the
+    # stale-claim check) for the order PostgreSQL held; none was refused or made twice.
+    assert client.outcome_count("waited") + client.outcome_count("replayed-postgres") == 64
+
+
+def test_with_postgresql_hung_replays_are_still_served_from_redis(
+    start_copies, db: Database, postgres
+) -> None:  # type: ignore[no-untyped-def]
+    (copy,) = start_copies(1, DATABASE_POOL_SIZE=str(POOL_SIZE), DATABASE_STATEMENT_TIMEOUT_SECONDS="30",
+                           DATABASE_CONNECT_TIMEOUT_SECONDS="30")
+    client = Client(copy.url)
+    finished = client.create(key="finished")
+    stuck: list[requests.Response] = []
+
+    postgres.pause()
+    try:
+        # More new-key creates than the pool has connections: all of them wait on PostgreSQL.
+        creators = [threading.Thread(target=lambda: stuck.append(Client(copy.url).create(timeout=60)))
+                    for _ in range(2 * POOL_SIZE + 2)]
+        for creator in creators:
+            creator.start()
+        time.sleep(0.5)
+        # Replays need only Redis: answered while PostgreSQL is still hung (the client
+        # timeout is far below PostgreSQL's 30 s statement timeout).
+        replays = [Client(copy.url).create(key="finished", timeout=5) for _ in range(20)]
+    finally:
+        postgres.resume()
+    for creator in creators:
+        creator.join(timeout=60)
+
+    assert all(r.status_code == 201 and r.content == finished.content for r in replays)
+    assert all(r.headers["Idempotent-Replayed"] == "true" for r in replays)
+    assert [r.status_code for r in stuck] == [201] * len(creators)
