@@ -37,12 +37,13 @@ def draw(run: Run, figures: dict[str, Any], path: Path, timeline: Timeline | Non
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    panels = 4 if timeline else 2
+    panels = 2 + (1 if timeline else 0) + (1 if timeline and timeline.knows_in_flight else 0)
     figure, axes = plt.subplots(panels, 1, figsize=(14, 2.6 * panels + 0.6), sharex=True)
     end = max((r.answered_at for r in run.results), default=1.0)
     if timeline:
         _copies(axes[0], timeline)
-        _per_copy(axes[1], timeline)
+        if timeline.knows_in_flight:
+            _per_copy(axes[1], timeline)
     answers_axis, latency_axis = axes[-2], axes[-1]
 
     bins = int(end / BIN_SECONDS) + 1
@@ -50,7 +51,8 @@ def draw(run: Run, figures: dict[str, Any], path: Path, timeline: Timeline | Non
     for name, (times, rates) in _answers_per_second(run, timeline, bins).items():
         answers_axis.plot(times, rates, label=name, color=COLOURS.get(name), linewidth=1.4)
     answers_axis.set_ylabel("answers / s")
-    source = "outcomes from the copies' /metrics; errors seen by clients" if timeline else "as clients saw them"
+    source = ("outcomes from the copies' /metrics; errors seen by clients"
+              if timeline and timeline.outcome_samples else "as clients saw them")
     answers_axis.set_title(f"Answers per second by outcome ({source})", fontsize=10, loc="left")
     answers_axis.legend(**LEGEND)
 
@@ -96,7 +98,7 @@ def _copies(axis: Any, timeline: Timeline) -> None:
     axis.plot(drains, [top + 0.4] * len(drains), "v", color="darkred", label=f"drain ({len(drains)})")
     axis.set_ylim(0, top + 1)
     axis.set_ylabel("copies")
-    axis.set_title("Copies alive (the local autoscaler's decisions)", fontsize=10, loc="left")
+    axis.set_title(f"Copies alive ({timeline.source})", fontsize=10, loc="left")
     axis.legend(**LEGEND)
 
 

@@ -104,7 +104,8 @@ class PodHistory:
         }
 
     def timeline(self, wave_started_at: tuple[float, ...] = ()) -> Timeline:
-        return Timeline(self.samples, self.events, self.target, wave_started_at)
+        return Timeline(self.samples, self.events, self.target, wave_started_at, knows_in_flight=False,
+                        source="the Knative Service's pods, from the Kubernetes API")
 
 
 class PodWatcher:

@@ -16,3 +16,6 @@ class Timeline:
     target: float
     wave_started_at: tuple[float, ...] = ()
     outcome_samples: list[tuple[float, float, Counter[str]]] = field(default_factory=list)  # (at, over, counts)
+    # The local autoscaler counts each copy's requests in flight; the Kubernetes API does not.
+    knows_in_flight: bool = True
+    source: str = "the local autoscaler's decisions"

@@ -69,3 +69,22 @@ def test_the_watch_target_is_namespace_slash_service_and_selects_by_the_knative_
     assert label_selector("orders") == "serving.knative.dev/service=orders"
     with pytest.raises(ValueError, match="NAMESPACE/SERVICE"):
         parse_target("orders")
+
+
+def test_the_pods_timeline_is_drawn_without_a_per_copy_panel_it_has_no_data_for(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="pip install -r demo/requirements.txt")
+    from demo.plot import draw
+    from loadgen.storm import Attempt, Planned, Result, Run
+
+    history = PodHistory()
+    for seconds, pods in snapshots():
+        history.record(seconds, pods)
+    results = [Result(Planned(k, 0, "", False, None), [Attempt(201, 0.01)], order_id=f"o{k}",
+                      sent_at=k * 0.5, answered_at=k * 0.5 + 0.01) for k in range(40)]
+    figures = {"duplicatesCreated": 0, "answersCarryingAnotherOrder": 0, "distinctKeys": 40,
+               "ordersAfterwards": 40, **history.figures()}
+    plot = tmp_path / "pods.png"
+
+    draw(Run("demo-x", [f"k{k}" for k in range(40)], results, 20.0), figures, plot, history.timeline())
+
+    assert plot.stat().st_size > 10_000
