@@ -8,7 +8,6 @@ become problems here too, once.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from typing import Awaitable, Callable
 
@@ -16,13 +15,14 @@ import functions_framework.aio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import events, logs, metrics, routes, routing, service, startup
+from . import events, framework, logs, metrics, routes, routing, service, startup
 from .database import DatabaseUnavailable
 from .problems import InternalError, Problem, StoreUnavailable
 
 SETTINGS = startup.settings_or_exit(dict(os.environ))
 logs.configure(SETTINGS.log_level)
 startup.apply_schema(SETTINGS)
+framework.answer_framework_errors_as_problems()
 
 Endpoint = Callable[..., Awaitable[Response]]
 ENDPOINTS: dict[str, Endpoint] = {
@@ -34,7 +34,6 @@ ENDPOINTS: dict[str, Endpoint] = {
     "openapi": routes.openapi,
     "event": events.handle,
 }
-_served_by: tuple[int, str] = (0, "")
 
 
 @functions_framework.aio.http
@@ -58,19 +57,9 @@ async def handle(request: Request) -> Response:
     except Exception:
         logs.error("unhandled error", route=notes.route)
         response = _problem_response(InternalError("the function failed; it has been logged"), notes)
-    response.headers["x-served-by"] = _copy_name()
+    response.headers["x-served-by"] = framework.copy_name()
     _account(request.method, response.status_code, notes, time.perf_counter() - started)
     return response
-
-
-def _copy_name() -> str:
-    """Host and pid name the copy and worker that answered; read per process, as this
-    module is imported before gunicorn forks the workers."""
-    global _served_by
-    pid = os.getpid()
-    if _served_by[0] != pid:
-        _served_by = (pid, f"{socket.gethostname()}/{pid}")
-    return _served_by[1]
 
 
 def _problem_response(problem: Problem, notes: routes.Notes) -> Response:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from .database import Database, Session
 from .inputs import OrderRequest
 
+# created_at is formatted by PostgreSQL as the API shows it (RFC 3339, UTC, microseconds):
+# pg8000 would parse it with strptime and we would format it back, on every create.
 _COLUMNS = (
-    "order_id::text, order_number, profile_id, product_id, product_quantity, created_at, fingerprint"
+    "order_id::text, order_number, profile_id, product_id, product_quantity,"
+    """ to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), fingerprint"""
 )
 
 INSERT_UNLESS_KEY_EXISTS = f"""
@@ -38,19 +40,18 @@ class Order:
     profile_id: str
     product_id: str | None
     product_quantity: int
-    created_at: datetime
+    created_at: str  # RFC 3339 UTC, e.g. 2026-12-01T19:33:15.309340Z
     fingerprint: str
 
     def document(self) -> dict[str, Any]:
         """The order as clients see it (the fingerprint stays inside)."""
-        created = self.created_at.astimezone(timezone.utc).isoformat(timespec="microseconds")
         return {
             "orderId": self.order_id,
             "profileId": self.profile_id,
             "orderNumber": self.order_number,
             "productId": self.product_id,
             "productQuantity": self.product_quantity,
-            "createdAt": created.replace("+00:00", "Z"),
+            "createdAt": self.created_at,
         }
 
     def body(self) -> bytes:

@@ -1,0 +1,53 @@
+"""The one adjustment to functions-framework: its own error answers become problems.
+
+functions-framework 3.10's ASGI app routes every path to `handle`, except those its
+router answers itself with a text/plain "Not Found": /robots.txt, /favicon.ico, and a
+path its `{path:path}` pattern cannot match (one holding a newline, %0A). It has no
+error-handler hook for async functions (upstream issue #401), so the app it builds gets
+Starlette's own hook: the class it instantiates is swapped, before it builds the app,
+for one that renders those answers as problem+json like every other. The version range
+in requirements.txt is held, and tests/test_framing.py fails if this stops working.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+import functions_framework.aio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .problems import MethodNotAllowed, NotFound, Problem
+
+_served_by: tuple[int, str] = (0, "")
+
+
+def copy_name() -> str:
+    """Host and pid name the copy and worker that answered; read per process, as the
+    function is imported by gunicorn's master before it forks the workers."""
+    global _served_by
+    pid = os.getpid()
+    if _served_by[0] != pid:
+        _served_by = (pid, f"{socket.gethostname()}/{pid}")
+    return _served_by[1]
+
+
+async def _framework_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 404
+    problem: Problem = MethodNotAllowed("this route does not allow the method") if status == 405 else NotFound("no such route")
+    body, status, headers = problem.render()
+    return Response(body, status, headers={**headers, "x-served-by": copy_name()})
+
+
+class _ProblemAnsweringStarlette(Starlette):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("exception_handlers", {HTTPException: _framework_error})
+        super().__init__(*args, **kwargs)
+
+
+def answer_framework_errors_as_problems() -> None:
+    functions_framework.aio.Starlette = _ProblemAnsweringStarlette  # type: ignore[misc]
