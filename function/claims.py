@@ -37,7 +37,7 @@ CLAIMED, TAKEN_OVER = Claimed(), Claimed(taken_over=True)
 _READ_RECORD = """
 local function read_record(raw)
   local ok, record = pcall(cjson.decode, raw)
-  if ok and type(record) == 'table' then return record end
+  if ok and type(record) == 'table' and type(record.state) == 'string' then return record end
   return nil
 end
 """

@@ -23,9 +23,6 @@ def sample(exposition: str, name: str, labels: str = "") -> float:
     return float(match.group(1)) if match else 0.0
 
 
-# Fails until /metrics adds up the workers (prometheus-client's multiprocess mode; it
-# passes on a prototype of that); delete this mark with the change that wires it.
-@pytest.mark.skip(reason="waiting for the lead's multiprocess metrics wiring")
 def test_with_two_workers_every_scrape_counts_every_request_once(
     start_copies: Callable[..., list[FunctionCopy]], db: Database,
 ) -> None:

@@ -51,9 +51,6 @@ REDIS_FAILURE_KINDS = {"timeout", "connection", "readonly", "unreadable-record",
 # request log lines, which the copies' base settings turn off.
 TRACED = {"OTEL_BSP_SCHEDULE_DELAY": "50", "LOG_LEVEL": "info"}
 PY_SPY = Path(sys.executable).parent / "py-spy"
-# These tests fail until function/ exports spans (they pass on a prototype of that
-# wiring); delete this mark, and its uses, with the change that wires tracing in.
-waiting_for_wiring = pytest.mark.skip(reason="waiting for the lead's tracing wiring")
 
 
 @pytest.fixture
@@ -131,7 +128,6 @@ def assert_claim_insert_finish_under(server: Span, spans: list[Span]) -> dict[st
 
 # --- HTTP --------------------------------------------------------------------------------
 
-@waiting_for_wiring
 def test_a_create_is_one_server_span_under_the_callers_parent_with_claim_insert_and_finish(
     traced: Callable[..., FunctionCopy], receiver: OtlpReceiver, base_env: dict[str, str],
 ) -> None:
@@ -164,7 +160,6 @@ def test_a_create_is_one_server_span_under_the_callers_parent_with_claim_insert_
     )
 
 
-@waiting_for_wiring
 def test_a_replay_is_answered_from_redis_with_no_insert(
     traced: Callable[..., FunctionCopy], receiver: OtlpReceiver,
 ) -> None:
@@ -185,7 +180,6 @@ def test_a_replay_is_answered_from_redis_with_no_insert(
     assert request_log_line(copy, trace_id)["span_id"] == server.span_id
 
 
-@waiting_for_wiring
 def test_a_duplicate_that_waits_for_its_original_has_a_wait_span_saying_how_it_ended(
     traced: Callable[..., FunctionCopy], receiver: OtlpReceiver, redis_server: Any,
 ) -> None:
@@ -216,7 +210,6 @@ def test_a_duplicate_that_waits_for_its_original_has_a_wait_span_saying_how_it_e
     assert children["claim-or-read"].end_ns <= children["wait"].start_ns
 
 
-@waiting_for_wiring
 def test_a_create_with_redis_down_is_degraded_and_its_failed_redis_call_is_an_error_span(
     traced: Callable[..., FunctionCopy], receiver: OtlpReceiver,
 ) -> None:
@@ -262,7 +255,6 @@ def structured_event_with_traceparent_attribute(url: str, traceparent: str, even
                          headers={"Content-Type": "application/cloudevents+json"}, timeout=30)
 
 
-@waiting_for_wiring
 @pytest.mark.parametrize("send", [binary_event_with_traceparent_header, structured_event_with_traceparent_attribute])
 def test_an_event_continues_the_senders_trace_and_its_reply_event_carries_the_functions_context(
     traced: Callable[..., FunctionCopy], receiver: OtlpReceiver, db: Database,
@@ -311,7 +303,6 @@ def thread_names(copy: FunctionCopy) -> list[str]:
 needs_py_spy = pytest.mark.skipif(not PY_SPY.exists(), reason="py-spy missing: pip install -r demo/requirements.txt")
 
 
-@waiting_for_wiring
 @needs_py_spy
 def test_with_tracing_on_the_batch_exporter_thread_runs(traced: Callable[..., FunctionCopy]) -> None:
     # The control for the test below: the thread it looks for is found when it exists.
