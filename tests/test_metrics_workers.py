@@ -3,24 +3,18 @@ answered by any worker counts every request of every worker exactly once."""
 
 from __future__ import annotations
 
-import re
 from typing import Callable
 
 import pytest
 import requests
 
-from conftest import Client, Database
+from conftest import Client, Database, sample
 from devserver.copies import FunctionCopy
 
 pytestmark = pytest.mark.multiprocess
 
 # Enough fresh connections that the kernel hands some to each worker; the test checks it did.
 MAX_CREATES = 200
-
-
-def sample(exposition: str, name: str, labels: str = "") -> float:
-    match = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", exposition, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 def test_with_two_workers_every_scrape_counts_every_request_once(

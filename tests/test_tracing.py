@@ -21,6 +21,9 @@ v1.26.0 registry):
                                                 db.operation.name="INSERT", db.namespace
     "finish"            client    server span   db.system.name="redis", db.operation.name
 
+A wait's polls (claim-or-read) and its one stale-claim check (`find`, PostgreSQL) are
+children of its `wait` span.
+
 A failed Redis call's span has status error and `error.type` = the failure kind of
 orders_redis_failures_total. The resource's service.name defaults to "orders".
 """
@@ -33,6 +36,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -232,6 +236,38 @@ def test_a_create_with_redis_down_is_degraded_and_its_failed_redis_call_is_an_er
     assert request_log_line(copy, trace_id)["degraded"] is True
 
 
+def test_a_wait_that_ends_with_the_originals_answer_holds_its_polls_and_says_done(
+    traced: Callable[..., FunctionCopy], receiver: OtlpReceiver, redis_server: Any,
+) -> None:
+    from conftest import ORDER
+    from function.fingerprint import fingerprint
+    from function.inputs import order_request_from
+    from function.records import Done, InFlight, encode, redis_key
+
+    copy = traced(IDEMPOTENCY_WAIT_SECONDS="10")
+    request_fingerprint = fingerprint(order_request_from(ORDER).canonical())
+    record = redis_key("alice", "finishes-soon")
+    redis_server.client().set(record, encode(InFlight(request_fingerprint, "elsewhere")), px=60_000)
+    trace_id, parent, traceparent = caller_context()
+    client = Client(copy.url)
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(client.create, key="finishes-soon", headers={"traceparent": traceparent})
+        time.sleep(0.5)  # the duplicate is polling by now
+        body = json.dumps({"orderId": "o-1", "profileId": "alice"}, separators=(",", ":")).encode()
+        redis_server.client().set(record, encode(Done(request_fingerprint, "o-1", body)), px=60_000)
+        answer = waiting.result(timeout=30)
+
+    assert answer.status_code == 201 and answer.headers["Idempotent-Replayed"] == "true"
+    spans = receiver.trace(trace_id)
+    server = server_span(spans)
+    assert server.attributes["orders.outcome"] == "waited"
+    wait = children_by_name(server, spans)["wait"]
+    assert wait.attributes["orders.wait.ended"] == "done"
+    polls = [span for span in wait.children(spans) if span.name == "claim-or-read"]
+    assert polls and all(wait.start_ns <= poll.start_ns and poll.end_ns <= wait.end_ns for poll in polls)
+    assert "find" in {span.name for span in wait.children(spans)}  # the one stale-claim check
+
+
 # --- CloudEvents -------------------------------------------------------------------------
 
 def binary_event_with_traceparent_header(url: str, traceparent: str, event_id: str) -> requests.Response:
@@ -239,6 +275,16 @@ def binary_event_with_traceparent_header(url: str, traceparent: str, event_id: s
     headers = {
         "ce-specversion": "1.0", "ce-type": CREATE_EVENT, "ce-source": "/shop/checkout",
         "ce-id": event_id, "Content-Type": "application/json", "traceparent": traceparent,
+    }
+    return requests.post(url + "/", data=json.dumps({"productQuantity": 2, "profileId": "alice"}),
+                         headers=headers, timeout=30)
+
+
+def binary_event_with_ce_traceparent_only(url: str, traceparent: str, event_id: str) -> requests.Response:
+    """Binary mode, the context only in the event's distributed-tracing attribute."""
+    headers = {
+        "ce-specversion": "1.0", "ce-type": CREATE_EVENT, "ce-source": "/shop/checkout",
+        "ce-id": event_id, "Content-Type": "application/json", "ce-traceparent": traceparent,
     }
     return requests.post(url + "/", data=json.dumps({"productQuantity": 2, "profileId": "alice"}),
                          headers=headers, timeout=30)
@@ -255,7 +301,10 @@ def structured_event_with_traceparent_attribute(url: str, traceparent: str, even
                          headers={"Content-Type": "application/cloudevents+json"}, timeout=30)
 
 
-@pytest.mark.parametrize("send", [binary_event_with_traceparent_header, structured_event_with_traceparent_attribute])
+@pytest.mark.parametrize("send", [
+    binary_event_with_traceparent_header, binary_event_with_ce_traceparent_only,
+    structured_event_with_traceparent_attribute,
+])
 def test_an_event_continues_the_senders_trace_and_its_reply_event_carries_the_functions_context(
     traced: Callable[..., FunctionCopy], receiver: OtlpReceiver, db: Database,
     send: Callable[[str, str, str], requests.Response],
