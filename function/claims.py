@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio
 import redis.exceptions
@@ -98,8 +98,6 @@ return 0
 COOL_DOWN_SECONDS = 1.0
 
 AsyncScript = redis.commands.core.AsyncScript
-# (operation, script, key, *args) -> the script's reply; tracing wraps it in a span.
-RoundTrip = Callable[..., Awaitable[Any]]
 
 
 class CacheUnavailable(Exception):
@@ -138,10 +136,8 @@ class ClaimStore:
         self._release = self._client.register_script(RELEASE)
         self._timeout_seconds = timeout_seconds
         self._down_until = 0.0
-        # Chosen once: with tracing off a call pays nothing for it, not even an `if`.
-        self._round_trip: RoundTrip = self._plain_round_trip
-        if tracing is not None:
-            self._round_trip = tracing.redis_calls(self._plain_round_trip)
+        if tracing is not None:  # chosen once: with tracing off a call pays nothing for it
+            self._call = tracing.redis_calls(self._call, skipped=lambda: self.cooling_down)  # type: ignore[method-assign]
 
     async def claim_or_read(self, key: str, claim: InFlight, lease_ms: int) -> Record | Claimed:
         """Claimed when this call took the claim (`taken_over` if a lease had run out);
@@ -178,12 +174,8 @@ class ClaimStore:
         return time.monotonic() < self._down_until
 
     async def _call(self, operation: str, script: AsyncScript, key: str, *args: str | int) -> Any:
-        """A skipped call (cooling down) is neither a failure to count nor a span."""
-        if self.cooling_down:
+        if self.cooling_down:  # skipped: neither a failure to count nor (when tracing) a span
             raise CacheUnavailable("cooling-down")
-        return await self._round_trip(operation, script, key, *args)
-
-    async def _plain_round_trip(self, operation: str, script: AsyncScript, key: str, *args: str | int) -> Any:
         try:
             async with asyncio.timeout(self._timeout_seconds):
                 return await script(keys=[key], args=list(args))
@@ -192,7 +184,6 @@ class ClaimStore:
             kind = failure_kind(exc)
             metrics.REDIS_FAILED[kind].inc()
             raise CacheUnavailable(kind) from exc
-
 
 
 def failure_kind(exc: BaseException) -> str:

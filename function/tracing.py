@@ -137,14 +137,17 @@ class Tracing:
         ) as span:
             yield span
 
-    def redis_calls(self, round_trip: Call) -> Call:
-        """`round_trip(operation, script, key, *args)` with a client span named after the
-        operation (claim-or-read, finish, release). A failure's `error.type` is its kind
+    def redis_calls(self, call: Call, *, skipped: Callable[[], bool]) -> Call:
+        """`call(operation, script, key, *args)` in a client span named after the
+        operation (claim-or-read, finish, release), unless `skipped()` says Redis is not
+        asked at all (cooling down). A failure's `error.type` is its kind
         (claims.CacheUnavailable.kind), as orders_redis_failures_total counts it."""
         async def traced(operation: str, *args: Any) -> Any:
+            if skipped():
+                return await call(operation, *args)
             with self._client_span(operation, _REDIS) as span:
                 try:
-                    return await round_trip(operation, *args)
+                    return await call(operation, *args)
                 except Exception as exc:
                     self._failed(span, str(getattr(exc, "kind", type(exc).__name__)))
                     raise

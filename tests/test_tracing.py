@@ -378,3 +378,30 @@ def test_with_tracing_off_no_exporter_thread_runs_no_span_is_exported_and_no_tra
     assert receiver.spans == [] and receiver.export_requests == 0
     (line,) = [line for line in request_log_lines(copy) if line["route"] == "create"]
     assert "trace_id" not in line and "span_id" not in line
+
+
+def test_with_tracing_off_a_worker_built_in_full_imports_nothing_of_opentelemetry_itself() -> None:
+    # A fresh interpreter: this one has the receiver's opentelemetry-proto loaded. redis-py 8
+    # imports parts of the OpenTelemetry API and metrics SDK by itself when they are
+    # installed (its own optional metrics, off unless initialised); the function must load
+    # nothing beyond those: no tracer SDK, no exporter, no propagator.
+    probe = """
+import asyncio, os, sys
+os.environ.update(DATABASE_URL="postgresql://u:p@127.0.0.1:9/orders", REDIS_URL="redis://127.0.0.1:9/0",
+                  AUTO_MIGRATE="false", LOG_LEVEL="error")
+import redis.asyncio
+by_redis = {name for name in sys.modules if name.startswith("opentelemetry")}
+from functions_framework._function_registry import load_function_module
+main, spec = load_function_module("function/main.py")  # as functions-framework loads it
+spec.loader.exec_module(main)
+async def build():
+    return main.service.for_this_process(main.SETTINGS)
+running = asyncio.run(build())
+assert running.tracing is None
+print(sorted(name for name in sys.modules if name.startswith("opentelemetry") and name not in by_redis))
+"""
+    project = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", probe], cwd=project, capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
