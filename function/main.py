@@ -43,6 +43,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "event": events.handle,
 }
 _served_by: tuple[int, str] = (0, "")
+EVENT_PATHS = frozenset({"/", "/orders", "/orders/"})  # where a POSTed CloudEvent is an order
 
 
 @functions_framework.aio.http
@@ -62,13 +63,17 @@ async def _traced(request: Request, running: service.Service, tracing: Tracing, 
     notes = routes.Notes()
     head = routes.head_of(request)
     carrier, early = None, None
-    if "traceparent" not in head and events.is_cloudevent(request):
+    if "traceparent" not in head and request.scope["path"] in EVENT_PATHS and events.is_cloudevent(request):
         try:
             carrier, request = await events.trace_carrier(request)
         except Problem as problem:  # the body could not be read: answered in the span
             early, notes.route = problem, "event"
     with tracing.server_span(request, head, carrier) as span:
-        response = await _answer(request, running, notes) if early is None else _problem_response(early, notes)
+        if early is None:
+            response = await _answer(request, running, notes)
+        else:
+            response = _problem_response(early, notes)
+            response.headers["x-served-by"] = _copy_name()
         tracing.answered(span, response, notes, events.identity(request))
         _account(request.method, response.status_code, notes, time.perf_counter() - started, tracing.ids(span))
     return response

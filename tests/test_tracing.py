@@ -333,6 +333,25 @@ def test_an_event_continues_the_senders_trace_and_its_reply_event_carries_the_fu
     assert db.order_count() == 1
 
 
+@pytest.mark.parametrize(("body", "status"), [(b"{" + b" " * 70_000 + b"}", 413), (b'{"specversion": ', 400)],
+                         ids=["oversized", "broken-json"])
+def test_a_structured_event_the_function_cannot_read_is_still_answered_and_traced(
+    traced: Callable[..., FunctionCopy], receiver: OtlpReceiver, db: Database, body: bytes, status: int,
+) -> None:
+    # With no traceparent header the function reads a structured event's body for its
+    # context first: what it cannot read gets the same answer as with tracing off.
+    copy = traced()
+
+    answer = requests.post(copy.url + "/", data=body, headers={"Content-Type": "application/cloudevents+json"}, timeout=30)
+
+    assert answer.status_code == status
+    assert answer.headers["Content-Type"].startswith("application/problem+json")
+    spans = receiver.wait_for(lambda spans: any(s.kind == "server" for s in spans))
+    server = server_span(spans)
+    assert (server.name, server.attributes["http.response.status_code"], server.status) == ("POST /", status, "unset")
+    assert db.order_count() == 0
+
+
 # --- tracing off -------------------------------------------------------------------------
 
 def thread_names(copy: FunctionCopy) -> list[str]:
