@@ -352,6 +352,19 @@ def test_a_structured_event_the_function_cannot_read_is_still_answered_and_trace
     assert db.order_count() == 0
 
 
+def test_the_traces_endpoint_alone_turns_tracing_on_and_names_the_service_as_told(
+    start_copies: Callable[..., list[FunctionCopy]], receiver: OtlpReceiver,
+) -> None:
+    (copy,) = start_copies(1, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=receiver.traces_url,
+                           OTEL_SERVICE_NAME="orders-eu", **TRACED)
+    trace_id, parent, traceparent = caller_context()
+
+    assert Client(copy.url).create(headers={"traceparent": traceparent}).status_code == 201
+
+    server = server_span(receiver.trace(trace_id))
+    assert (server.parent_span_id, server.resource["service.name"]) == (parent, "orders-eu")
+
+
 # --- tracing off -------------------------------------------------------------------------
 
 def thread_names(copy: FunctionCopy) -> list[str]:
