@@ -92,7 +92,7 @@ def _forget_dead_workers(directory: str) -> None:
             os.kill(pid, 0)
         except ProcessLookupError:
             multiprocess.mark_process_dead(pid, directory)
-        except PermissionError:  # alive, someone else's: not one of our workers' pids reused
+        except PermissionError:  # alive (a process we may not signal): keep its values
             pass
 
 
