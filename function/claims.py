@@ -6,14 +6,15 @@ primary's READONLY answer counts as "Redis unavailable", like a timeout.
 
 Every write that depends on the record checks it inside Redis (a Lua script), never on a
 value read in an earlier round trip: a copy whose lease ran out cannot overwrite or free
-the claim another copy took since.
+the claim another copy took since, and taking over an expired lease is decided by the
+same script, on Redis's clock. Failures are counted here, by kind, once per call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio
 import redis.exceptions
@@ -22,35 +23,71 @@ from redis.backoff import NoBackoff
 from redis.asyncio.retry import Retry
 
 from . import records
-from .records import Done, InFlight, Record
+from . import metrics
+from .records import Claimed, Done, InFlight, Record
 from .targets import RedisTarget
 
-# KEYS[1] record; ARGV[1] in-flight record; ARGV[2] lease in ms. Returns what was there,
-# or nil after writing the claim.
-CLAIM_OR_READ = """
+if TYPE_CHECKING:
+    from .tracing import Tracing
+
+CLAIMED, TAKEN_OVER = Claimed(), Claimed(taken_over=True)
+
+# Shared head of every script: a record we cannot read (not written by us, or damaged)
+# must not raise a Lua error, which would make every call for its key fail.
+_READ_RECORD = """
+local function read_record(raw)
+  local ok, record = pcall(cjson.decode, raw)
+  if ok and type(record) == 'table' and type(record.state) == 'string' then return record end
+  return nil
+end
+"""
+# KEYS[1] record; ARGV[1] our in-flight record; ARGV[2] lease in ms.
+# Returns what was there (a finished answer, a live claim, or a value we cannot read);
+# nil after writing our claim over nothing; 1 after taking over a claim whose lease ran
+# out. The lease is stamped in Redis's clock (TIME inside the script, so never a copy's
+# clock), and the record is kept twice the lease: long enough for the next request to
+# see that a lease expired, instead of finding nothing, and short enough that a dead
+# claim nobody retries is gone by itself. A claim without lease_until_ms (an older copy
+# wrote it) keeps the old rule: its Redis expiry is its lease.
+CLAIM_OR_READ = _READ_RECORD + """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local current = redis.call('GET', KEYS[1])
-if current then return current end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local taken_over = false
+if current then
+  local record = read_record(current)
+  if record == nil or record.state ~= 'in_flight' or type(record.lease_until_ms) ~= 'number'
+     or record.lease_until_ms > now_ms then
+    return current
+  end
+  taken_over = true
+end
+local claim = cjson.decode(ARGV[1])
+local lease_ms = tonumber(ARGV[2])
+claim.lease_until_ms = now_ms + lease_ms
+redis.call('SET', KEYS[1], cjson.encode(claim), 'PX', 2 * lease_ms)
+if taken_over then return 1 end
 return false
 """
 # KEYS[1] record; ARGV[1] owner token ('' for none); ARGV[2] done record; ARGV[3] TTL ms.
 # Writes the answer over our own claim or over nothing (lease gone, Redis flushed: the
 # answer comes from PostgreSQL, so it is the truth); leaves anyone else's record alone.
-FINISH = """
+# A value we cannot read is no one's claim: the answer replaces it, which heals the key.
+FINISH = _READ_RECORD + """
 local current = redis.call('GET', KEYS[1])
 if current then
-  local record = cjson.decode(current)
-  if record.state ~= 'in_flight' or record.owner ~= ARGV[1] then return 0 end
+  local record = read_record(current)
+  if record ~= nil and (record.state ~= 'in_flight' or record.owner ~= ARGV[1]) then return 0 end
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 # KEYS[1] record; ARGV[1] owner token. Compare-and-delete: frees only our own claim.
-RELEASE = """
+RELEASE = _READ_RECORD + """
 local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
-local record = cjson.decode(current)
-if record.state == 'in_flight' and record.owner == ARGV[1] then
+local record = read_record(current)
+if record ~= nil and record.state == 'in_flight' and record.owner == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -59,6 +96,8 @@ return 0
 # After a failure, skip Redis this long: a dead Redis then costs requests nothing, and
 # the fast path comes back by itself once it answers again.
 COOL_DOWN_SECONDS = 1.0
+
+AsyncScript = redis.commands.core.AsyncScript
 
 
 class CacheUnavailable(Exception):
@@ -70,7 +109,7 @@ class CacheUnavailable(Exception):
 
 
 class ClaimStore:
-    def __init__(self, target: RedisTarget, *, timeout_seconds: float) -> None:
+    def __init__(self, target: RedisTarget, *, timeout_seconds: float, tracing: Tracing | None = None) -> None:
         options: dict[str, Any] = {
             # No socket_timeout: redis-py runs every write under asyncio.wait_for, a new
             # task per command. `_call` bounds the whole call with one asyncio.timeout.
@@ -97,22 +136,28 @@ class ClaimStore:
         self._release = self._client.register_script(RELEASE)
         self._timeout_seconds = timeout_seconds
         self._down_until = 0.0
+        if tracing is not None:  # chosen once: with tracing off a call pays nothing for it
+            self._call = tracing.redis_calls(self._call, skipped=lambda: self.cooling_down)  # type: ignore[method-assign]
 
-    async def claim_or_read(self, key: str, claim: InFlight, lease_ms: int) -> Record | None:
-        """None when this call took the claim; else the record another request left."""
-        raw = await self._call(self._claim_or_read, key, records.encode(claim), lease_ms)
+    async def claim_or_read(self, key: str, claim: InFlight, lease_ms: int) -> Record | Claimed:
+        """Claimed when this call took the claim (`taken_over` if a lease had run out);
+        else the record another request left."""
+        raw = await self._call("claim-or-read", self._claim_or_read, key, records.encode(claim), lease_ms)
         if raw is None:
-            return None
+            return CLAIMED
+        if raw == 1:
+            return TAKEN_OVER
         try:
             return records.decode(raw)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not ours: trust PostgreSQL
+            metrics.REDIS_FAILED["unreadable-record"].inc()
             raise CacheUnavailable("unreadable-record") from exc
 
     async def finish(self, key: str, owner: str | None, done: Done, ttl_ms: int) -> None:
-        await self._call(self._finish, key, owner or "", records.encode(done), ttl_ms)
+        await self._call("finish", self._finish, key, owner or "", records.encode(done), ttl_ms)
 
     async def release(self, key: str, owner: str) -> None:
-        await self._call(self._release, key, owner)
+        await self._call("release", self._release, key, owner)
 
     async def ping(self) -> bool:
         """For /healthz: asks Redis even while cooling down."""
@@ -128,15 +173,17 @@ class ClaimStore:
     def cooling_down(self) -> bool:
         return time.monotonic() < self._down_until
 
-    async def _call(self, script: redis.commands.core.AsyncScript, key: str, *args: str | int) -> bytes | None:
-        if self.cooling_down:
+    async def _call(self, operation: str, script: AsyncScript, key: str, *args: str | int) -> Any:
+        if self.cooling_down:  # skipped: neither a failure to count nor (when tracing) a span
             raise CacheUnavailable("cooling-down")
         try:
             async with asyncio.timeout(self._timeout_seconds):
                 return await script(keys=[key], args=list(args))
         except (redis.exceptions.RedisError, OSError) as exc:  # TimeoutError is an OSError
             self._down_until = time.monotonic() + COOL_DOWN_SECONDS
-            raise CacheUnavailable(failure_kind(exc)) from exc
+            kind = failure_kind(exc)
+            metrics.REDIS_FAILED[kind].inc()
+            raise CacheUnavailable(kind) from exc
 
 
 def failure_kind(exc: BaseException) -> str:

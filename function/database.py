@@ -13,15 +13,18 @@ import asyncio
 import contextvars
 import os
 import queue
-import ssl
 import struct
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
-from .targets import DatabaseTarget
+from . import metrics
+from .targets import DatabaseTarget, connect_kwargs
+
+__all__ = ["Database", "DatabaseUnavailable", "Session", "connect_kwargs", "sqlstate"]
 
 T = TypeVar("T")
 
@@ -39,24 +42,6 @@ class DatabaseUnavailable(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
-
-
-def connect_kwargs(target: DatabaseTarget, connect_timeout_seconds: float) -> dict[str, Any]:
-    """pg8000 arguments. TLS is chosen by `sslmode`: absent or `disable` means plain TCP,
-    because pg8000's default (try TLS first) costs ~50 ms of CPU per connection."""
-    ssl_context: ssl.SSLContext | bool = False
-    if target.sslmode == "require":
-        ssl_context = ssl.create_default_context()
-        ssl_context.check_hostname = False
-        ssl_context.verify_mode = ssl.CERT_NONE
-    elif target.sslmode in ("verify-ca", "verify-full"):
-        ssl_context = ssl.create_default_context(cafile=target.sslrootcert)
-        ssl_context.check_hostname = target.sslmode == "verify-full"
-    return {
-        "user": target.user, "password": target.password, "host": target.host,
-        "port": target.port, "database": target.database, "ssl_context": ssl_context,
-        "timeout": connect_timeout_seconds, "application_name": target.application_name,
-    }
 
 
 class Session:
@@ -133,10 +118,13 @@ class Database:
         self._before_first_query = before_first_query
         self.in_use = 0   # connections lent right now
         self.waiting = 0  # requests waiting for one
+        metrics.DB_POOL_MAX.set(pool_size)
 
     async def run(self, work: Callable[[Session], T]) -> T:
         """Run `work(session)` on a pooled connection in a worker thread."""
         self.waiting += 1
+        metrics.DB_POOL_WAITING.inc()
+        asked = time.perf_counter()
         try:
             async with asyncio.timeout(self._wait_seconds):
                 await self._slots.acquire()
@@ -144,7 +132,10 @@ class Database:
             raise DatabaseUnavailable(ALL_BUSY) from None
         finally:
             self.waiting -= 1
+            metrics.DB_POOL_WAITING.dec()
+            metrics.DB_POOL_WAIT.observe(time.perf_counter() - asked)  # a timed-out wait too
         self.in_use += 1
+        metrics.DB_POOL_IN_USE.inc()
         try:
             context = contextvars.copy_context()  # the caller's trace context reaches the thread
             return await asyncio.get_running_loop().run_in_executor(
@@ -152,6 +143,7 @@ class Database:
             )
         finally:
             self.in_use -= 1
+            metrics.DB_POOL_IN_USE.dec()
             self._slots.release()
 
     def _run_blocking(self, work: Callable[[Session], T]) -> T:

@@ -7,6 +7,7 @@ at 1.11-1.12 (`cloudevents.http`), and a move to 2.x should touch this file only
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from cloudevents.conversion import to_binary
@@ -14,6 +15,7 @@ from cloudevents.exceptions import GenericException
 from cloudevents.http import CloudEvent, from_http
 
 from starlette.requests import Request
+from starlette.types import Message
 from starlette.responses import Response
 
 from .inputs import check_profile, decode_json, order_request_from, parse_idempotency_key
@@ -40,6 +42,7 @@ async def handle(request: Request, service: Service, notes: Notes) -> Response:
     retried), an original still in flight a 409 and PostgreSQL down a 503 (retried).
     """
     event = _parse(request, await read_body(request))
+    request.scope["orders.event"] = event  # for the server span's attributes, when tracing
     if event["type"] != CREATE_TYPE:
         raise InvalidEvent(f"type must be {CREATE_TYPE}")
     data = _data_object(event.data)
@@ -59,6 +62,56 @@ async def handle(request: Request, service: Service, notes: Notes) -> Response:
     if answer.replayed:
         headers["idempotent-replayed"] = "true"
     return Response(body, 200, headers=headers)
+
+
+async def trace_carrier(request: Request) -> tuple[dict[str, str] | None, Request]:
+    """The sender's trace context as the CloudEvents distributed-tracing extension
+    carries it, for an event sent without a `traceparent` header: `ce-traceparent` in
+    binary mode, the `traceparent` attribute in structured mode. A structured event's
+    body is read for it here (bounded like any body) and handed on as if unread.
+    Only called when tracing; None when the event carries no context."""
+    head = head_of(request)
+    traceparent = head.get("ce-traceparent")
+    if traceparent is not None:
+        return _carrier(traceparent, head.get("ce-tracestate")), request
+    if media_type(request) != STRUCTURED:
+        return None, request
+    body = await read_body(request)
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):  # the route reports it
+        document = None
+    carrier = None
+    if isinstance(document, dict) and isinstance(document.get("traceparent"), str):
+        tracestate = document.get("tracestate")
+        carrier = _carrier(document["traceparent"], tracestate if isinstance(tracestate, str) else None)
+    return carrier, _unread(request, body)
+
+
+def identity(request: Request) -> tuple[Any, Any, Any, Any] | None:
+    """(id, source, type, specversion) of the event this request carried, once parsed."""
+    event = request.scope.get("orders.event")
+    if event is None:
+        return None
+    return event.get("id"), event.get("source"), event.get("type"), event.get("specversion")
+
+
+def _carrier(traceparent: str, tracestate: str | None) -> dict[str, str]:
+    return {"traceparent": traceparent} if tracestate is None else {"traceparent": traceparent, "tracestate": tracestate}
+
+
+def _unread(request: Request, body: bytes) -> Request:
+    """The same request, its body delivered again to whoever reads it next."""
+    delivered = False
+
+    async def receive() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await request.receive()
+
+    return Request(request.scope, receive)
 
 
 def _parse(request: Request, body: bytes) -> CloudEvent:

@@ -10,10 +10,12 @@ no thread and no PostgreSQL connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from dataclasses import dataclass
-from typing import Awaitable
+from typing import TYPE_CHECKING, Any, Awaitable
 
+from . import metrics
 from .claims import CacheUnavailable, ClaimStore
 from .fingerprint import fingerprint
 from .inputs import OrderRequest
@@ -23,12 +25,16 @@ from .problems import FingerprintMismatch, RequestInFlight
 from .records import Create, Done, InFlight, Reject, Replay, Wait, decide, redis_key
 from .settings import Settings
 
+if TYPE_CHECKING:
+    from .tracing import Tracing
+
 FIRST_POLL_SECONDS, LAST_POLL_SECONDS = 0.005, 0.1
 # A claim still in flight after this long is checked once against PostgreSQL. A create
 # takes a few ms, so storm duplicates rarely pay for the read; a stale claim (one a hung
 # Redis ran after its request had finished on PostgreSQL alone, or one whose owner died
 # after committing) then blocks its key for this long instead of the whole lease.
 STALE_CLAIM_CHECK_SECONDS = 0.1
+NO_SPAN: contextlib.nullcontext[Any] = contextlib.nullcontext()  # tracing off: a wait makes no span
 MISMATCH_DETAIL = "this idempotency key was first used with a different body; use a new key for a new order"
 
 
@@ -44,10 +50,22 @@ class Answer:
         return self.outcome is not Outcome.CREATED
 
 
+@dataclass(frozen=True)
+class _WaitEnded:
+    """How a wait for an in-flight original ended, when it did not end in an error."""
+
+    how: str                     # the `ended` label of orders_waits_total
+    answer: Answer | None = None  # done, found-in-postgres: the answer to give
+    taken_over: bool = False      # claimed: the original's lease had run out
+
+
 class IdempotencyEngine:
-    def __init__(self, settings: Settings, claims: ClaimStore, orders: OrderStore) -> None:
+    def __init__(
+        self, settings: Settings, claims: ClaimStore, orders: OrderStore, tracing: Tracing | None = None,
+    ) -> None:
         self._claims = claims
         self._orders = orders
+        self._tracing = tracing
         self._lease_ms = settings.idempotency_lease_seconds * 1000
         self._ttl_ms = settings.idempotency_ttl_seconds * 1000
         self._wait_seconds = settings.idempotency_wait_seconds
@@ -61,31 +79,65 @@ class IdempotencyEngine:
 
         record_key = redis_key(profile, key)
         claim = InFlight(request_fingerprint, owner=secrets.token_urlsafe(16))
+        try:
+            found = await self._claims.claim_or_read(record_key, claim, self._lease_ms)
+        except CacheUnavailable:
+            return await self._create_in_postgres(profile, key, claim, record_key, request, degraded=True)
+        match decide(found, request_fingerprint, self._replay_on_mismatch):
+            case Create(taken_over):
+                return await self._create_claimed(profile, key, claim, record_key, request, taken_over)
+            case Reject():
+                raise FingerprintMismatch(MISMATCH_DETAIL)
+            case Replay(done):
+                return Answer(done.order_id, done.body, Outcome.REPLAYED_REDIS)
+            case Wait():  # the original is in flight on some copy, or its claim is stale
+                pass
+        ended = await self._wait_for_original(profile, key, claim, record_key)
+        if ended.answer is not None:
+            return ended.answer
+        if ended.how == "claimed":
+            return await self._create_claimed(profile, key, claim, record_key, request, ended.taken_over)
+        return await self._create_in_postgres(profile, key, claim, record_key, request, degraded=True)
+
+    async def _create_claimed(
+        self, profile: str, key: str, claim: InFlight, record_key: str, request: OrderRequest, taken_over: bool,
+    ) -> Answer:
+        if taken_over:  # its owner died or hung past the lease; PostgreSQL still decides
+            metrics.CLAIMS_TAKEN_OVER.inc()
+        return await self._create_in_postgres(profile, key, claim, record_key, request)
+
+    async def _wait_for_original(self, profile: str, key: str, claim: InFlight, record_key: str) -> _WaitEnded:
+        """One wait, counted once by how it ended (and one span when tracing): every
+        duplicate that waits lands in exactly one `ended` of orders_waits_total."""
+        how = "failed"  # PostgreSQL failed the stale-claim check, or the request was cancelled
+        with (NO_SPAN if self._tracing is None else self._tracing.span("wait")) as span:
+            try:
+                ended = await self._poll(profile, key, claim, record_key)
+                how = ended.how
+                return ended
+            except RequestInFlight:
+                how = "conflict"
+                raise
+            except FingerprintMismatch:
+                how = "mismatch"
+                raise
+            finally:
+                metrics.WAIT_ENDED[how].inc()
+                if span is not None:
+                    span.set_attribute("orders.wait.ended", how)
+
+    async def _poll(self, profile: str, key: str, claim: InFlight, record_key: str) -> _WaitEnded:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + self._wait_seconds
-        poll_seconds, waited, checked_postgres = FIRST_POLL_SECONDS, False, False
+        poll_seconds, checked_postgres = FIRST_POLL_SECONDS, False
         while True:
-            try:
-                found = await self._claims.claim_or_read(record_key, claim, self._lease_ms)
-            except CacheUnavailable:
-                return await self._create_in_postgres(profile, key, claim, record_key, request, degraded=True)
-            match decide(found, request_fingerprint, self._replay_on_mismatch):
-                case Create():
-                    return await self._create_in_postgres(profile, key, claim, record_key, request)
-                case Reject():
-                    raise FingerprintMismatch(MISMATCH_DETAIL)
-                case Replay(done):
-                    return Answer(done.order_id, done.body, Outcome.WAITED if waited else Outcome.REPLAYED_REDIS)
-                case Wait():
-                    pass
-            # The original is in flight on some copy, or its claim is stale.
             now = loop.time()
             if not checked_postgres and (now - started >= STALE_CLAIM_CHECK_SECONDS or now >= deadline):
                 checked_postgres = True
-                stored = await self._stored_answer(profile, key, request_fingerprint)
+                stored = await self._stored_answer(profile, key, claim.fingerprint)
                 if stored is not None:
-                    return stored
+                    return _WaitEnded("found-in-postgres", stored)
                 now = loop.time()
             if now >= deadline:
                 raise RequestInFlight(
@@ -93,7 +145,20 @@ class IdempotencyEngine:
                     retry_after_seconds=1,
                 )
             await asyncio.sleep(min(poll_seconds, deadline - now))
-            poll_seconds, waited = min(poll_seconds * 2, LAST_POLL_SECONDS), True
+            poll_seconds = min(poll_seconds * 2, LAST_POLL_SECONDS)
+            try:
+                found = await self._claims.claim_or_read(record_key, claim, self._lease_ms)
+            except CacheUnavailable:
+                return _WaitEnded("redis-down")
+            match decide(found, claim.fingerprint, self._replay_on_mismatch):
+                case Create(taken_over):  # the original gave up (released) or its lease ran out
+                    return _WaitEnded("claimed", taken_over=taken_over)
+                case Reject():
+                    raise FingerprintMismatch(MISMATCH_DETAIL)
+                case Replay(done):
+                    return _WaitEnded("done", Answer(done.order_id, done.body, Outcome.WAITED))
+                case Wait():
+                    pass
 
     async def _create_in_postgres(
         self, profile: str, key: str, claim: InFlight, record_key: str,

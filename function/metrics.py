@@ -2,12 +2,21 @@
 
 Label children are looked up once and kept: `labels()` takes a lock and builds a tuple on
 every call, which the profile showed on every request.
+
+With several gunicorn workers, `/metrics` must speak for the whole copy, whichever worker
+answers the scrape: prometheus-client's multiprocess mode, where each worker writes its
+values to files in one directory and a scrape adds them up. The directory is chosen in
+startup.py before this module (and so prometheus_client) is first imported, in gunicorn's
+master, so every forked worker inherits it.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from prometheus_client import Gauge
+import glob
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import Gauge, multiprocess
 
 from .outcomes import Outcome
 
@@ -48,14 +57,43 @@ def observe_request(
     latency.observe(seconds)
     if outcome is not None:
         _outcomes[outcome].inc()
+        _order_latency[outcome].observe(seconds)
         if outcome is Outcome.CREATED:
             ORDERS_CREATED.inc()
     if degraded:
         DEGRADED.inc()
 
 
+_shared_directory: str | None = None  # set when the workers share their values
+
+
+def share_between_workers(directory: str | None) -> None:
+    global _shared_directory
+    _shared_directory = directory
+
+
 def exposition() -> tuple[bytes, str]:
-    return generate_latest(), CONTENT_TYPE_LATEST
+    if _shared_directory is None:
+        return generate_latest(), CONTENT_TYPE_LATEST
+    _forget_dead_workers(_shared_directory)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=_shared_directory)
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def _forget_dead_workers(directory: str) -> None:
+    """A worker gunicorn replaced leaves its gauge files behind ("livesum" would count
+    its connections in use forever); functions-framework has no child_exit hook to call
+    mark_process_dead from, so the scrape does it. Its counters stay: what it counted
+    happened."""
+    for path in glob.glob(os.path.join(directory, "gauge_live*_*.db")):
+        pid = int(path.rsplit("_", 1)[1][: -len(".db")])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, directory)
+        except PermissionError:  # alive (a process we may not signal): keep its values
+            pass
 
 
 # --- Operations (issue 11): what an operator needs to tell a slow PostgreSQL, a sick
@@ -97,20 +135,19 @@ CLAIMS_TAKEN_OVER = Counter(
     "orders_claims_taken_over",
     "In-flight claims taken over after their lease expired (their owner died or hung)",
 )
-WAIT_ENDINGS = ("done", "found-in-postgres", "conflict", "redis-down")
+WAIT_ENDINGS = ("done", "found-in-postgres", "claimed", "conflict", "mismatch", "redis-down", "failed")
 WAITS = Counter(
     "orders_waits",
     "Duplicates that waited for an in-flight original, by how the wait ended: done (the "
-    "original finished), found-in-postgres, conflict (409 after IDEMPOTENCY_WAIT_SECONDS), "
-    "redis-down",
+    "original finished), found-in-postgres, claimed (the original gave up or its lease "
+    "ran out: this request took over), conflict (409 after IDEMPOTENCY_WAIT_SECONDS), "
+    "mismatch (422), redis-down, failed (PostgreSQL failed the check)",
     ["ended"],
 )
 # Every known label value exported from the start, at zero: a rate() over a series that
 # appears only with its first failure misses that failure, and the dashboard shows gaps.
-for _kind in REDIS_FAILURE_KINDS:
-    REDIS_FAILURES.labels(_kind)
-for _ended in WAIT_ENDINGS:
-    WAITS.labels(_ended)
+REDIS_FAILED = {kind: REDIS_FAILURES.labels(kind) for kind in REDIS_FAILURE_KINDS}
+WAIT_ENDED = {ended: WAITS.labels(ended) for ended in WAIT_ENDINGS}
 ORDER_LATENCY = Histogram(
     "orders_order_duration_seconds",
     "Time to answer an order request (HTTP or event), by outcome: a replay should answer "
@@ -119,3 +156,4 @@ ORDER_LATENCY = Histogram(
     ["outcome"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+_order_latency = {outcome: ORDER_LATENCY.labels(outcome.value) for outcome in Outcome}

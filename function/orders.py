@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .database import Database, Session
 from .inputs import OrderRequest
+
+if TYPE_CHECKING:
+    from .tracing import Tracing
 
 # created_at is formatted by PostgreSQL as the API shows it (RFC 3339, UTC, microseconds):
 # pg8000 would parse it with strptime and we would format it back, on every create.
@@ -68,8 +71,13 @@ class Page:
 class OrderStore:
     """Each method is one unit of work on one connection (one transaction when pooled)."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, tracing: Tracing | None = None) -> None:
         self._pool = database
+        if tracing is not None:  # chosen once: tracing off, a call pays nothing for it
+            self.insert_or_get = tracing.postgres_call("insert-or-get", "INSERT", self.insert_or_get)  # type: ignore[method-assign]
+            self.find = tracing.postgres_call("find", "SELECT", self.find)  # type: ignore[method-assign]
+            self.get = tracing.postgres_call("get", "SELECT", self.get)  # type: ignore[method-assign]
+            self.newest = tracing.postgres_call("list", "SELECT", self.newest)  # type: ignore[method-assign]
 
     async def insert_or_get(
         self, profile: str, key: str | None, fingerprint: str, request: OrderRequest

@@ -1,8 +1,11 @@
 """The idempotency record: its states, how Redis stores them, and the decision table.
 
 Two states are stored: InFlight (a claim) and Done (the finished answer). "Expired" is
-never stored or computed from a copy's clock: a claim is written with its lease as its
-Redis expiry, so Redis's own clock removes it and the key reads as absent again.
+derived, never stored, and only ever by Redis's clock: the claim-or-read script stamps a
+claim with `lease_until_ms` from Redis's TIME and keeps the record for twice the lease,
+so a later claim-or-read (the same script, the same clock) sees the lease ran out and
+takes the claim over atomically, and says so, which is how takeovers get counted.
+No copy compares a lease with its own clock.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ KEY_PREFIX = "idem:v1:"
 class InFlight:
     fingerprint: str
     owner: str  # random owner token of the request that holds the claim
+    # Stamped by the claim-or-read script in Redis's clock (ms since the epoch); None for
+    # a claim not yet written, or one written by an older copy (its Redis expiry is its lease).
+    lease_until_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -31,8 +37,18 @@ Record = InFlight | Done
 
 
 @dataclass(frozen=True)
+class Claimed:
+    """What claim-or-read returns when this request took the claim: over nothing, or
+    (`taken_over`) over an in-flight claim whose lease had run out."""
+
+    taken_over: bool = False
+
+
+@dataclass(frozen=True)
 class Create:
-    """Nothing was there: this request now holds the claim and writes the order."""
+    """This request now holds the claim and writes the order."""
+
+    taken_over: bool = False  # the claim was another request's, whose lease ran out
 
 
 @dataclass(frozen=True)
@@ -53,17 +69,19 @@ class Reject:
 Action = Create | Replay | Wait | Reject
 
 
-def decide(found: Record | None, fingerprint: str, replay_on_mismatch: bool) -> Action:
-    """What a request does with the record its claim-or-read found.
+def decide(found: Record | Claimed, fingerprint: str, replay_on_mismatch: bool) -> Action:
+    """What a request does with what its claim-or-read found.
 
-    | found                      | same body   | different body, reject | different, replay |
-    |----------------------------|-------------|------------------------|-------------------|
-    | nothing (claimed it)       | Create      | Create                 | Create            |
-    | InFlight (another request) | Wait        | Reject                 | Wait              |
-    | Done                       | Replay      | Reject                 | Replay            |
+    | found                              | same body | different body, reject | different, replay |
+    |------------------------------------|-----------|------------------------|-------------------|
+    | Claimed (nothing, or lease ran out)| Create    | Create                 | Create            |
+    | InFlight (another request's lease) | Wait      | Reject                 | Wait              |
+    | Done                               | Replay    | Reject                 | Replay            |
+
+    An expired lease never reaches this table: the script that saw it took the claim.
     """
-    if found is None:
-        return Create()
+    if isinstance(found, Claimed):
+        return Create(found.taken_over)
     if found.fingerprint != fingerprint and not replay_on_mismatch:
         return Reject()
     return Replay(found) if isinstance(found, Done) else Wait()
@@ -82,7 +100,10 @@ def key_hash(profile: str, key: str | None) -> str | None:
 
 def encode(record: Record) -> str:
     if isinstance(record, InFlight):
-        return json.dumps({"state": "in_flight", "fingerprint": record.fingerprint, "owner": record.owner})
+        claim: dict[str, object] = {"state": "in_flight", "fingerprint": record.fingerprint, "owner": record.owner}
+        if record.lease_until_ms is not None:  # else the script stamps it
+            claim["lease_until_ms"] = record.lease_until_ms
+        return json.dumps(claim)
     # The body is our own compact JSON: stored as text inside the record, not re-escaped bytes.
     return json.dumps(
         {"state": "done", "fingerprint": record.fingerprint, "orderId": record.order_id,
@@ -93,5 +114,6 @@ def encode(record: Record) -> str:
 def decode(raw: bytes) -> Record:
     document = json.loads(raw)
     if document["state"] == "in_flight":
-        return InFlight(document["fingerprint"], document["owner"])
+        lease_until = document.get("lease_until_ms")
+        return InFlight(document["fingerprint"], document["owner"], None if lease_until is None else int(lease_until))
     return Done(document["fingerprint"], document["orderId"], document["body"].encode())

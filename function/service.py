@@ -2,7 +2,8 @@
 
 functions-framework imports the function in gunicorn's master and then forks workers,
 so nothing here connects at import time: each worker builds its own pool and Redis
-client, on the event loop that will use them (an asyncio client belongs to one loop).
+client, on the event loop that will use them (an asyncio client belongs to one loop),
+and its own tracer with its exporter thread (a thread does not survive a fork).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .database import Database
 from .idempotency import IdempotencyEngine
 from .orders import OrderStore
 from .settings import Settings
+from .tracing import Tracing
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class Service:
     orders: OrderStore
     engine: IdempotencyEngine
     database: Database
+    tracing: Tracing | None  # None: tracing off, and nothing of OpenTelemetry loaded
 
 
 _built: dict[int, Service] = {}
@@ -55,6 +58,8 @@ def _build(settings: Settings) -> Service:
             if pending else None
         ),
     )
-    claims = ClaimStore(settings.redis, timeout_seconds=settings.redis_timeout_seconds)
-    orders = OrderStore(database)
-    return Service(settings, claims, orders, IdempotencyEngine(settings, claims, orders), database)
+    tracing = Tracing(settings.database) if settings.tracing else None
+    claims = ClaimStore(settings.redis, timeout_seconds=settings.redis_timeout_seconds, tracing=tracing)
+    orders = OrderStore(database, tracing)
+    engine = IdempotencyEngine(settings, claims, orders, tracing)
+    return Service(settings, claims, orders, engine, database, tracing)

@@ -58,6 +58,15 @@ class Settings:
     jwt_algorithms: tuple[str, ...] = ()
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
+    # OpenTelemetry's own switch: an OTLP endpoint set and the SDK not disabled. The SDK
+    # reads the other OTEL_* variables itself (endpoint, headers, sampler, resource).
+    tracing: bool = False
+    # gunicorn worker processes (functions-framework reads WORKERS itself); more than one
+    # makes /metrics add up every worker's values (prometheus-client multiprocess mode).
+    workers: int = 1
+    # prometheus-client's own variable: where workers keep their values, if the operator
+    # chose it (an emptyDir); else start-up makes a fresh one when workers > 1.
+    metrics_directory: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -90,7 +99,17 @@ class Settings:
             log_level=_choice(env, "LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
             auth_mode=_choice(env, "AUTH_MODE", ("gateway", "jwt"), "gateway"),  # type: ignore[arg-type]
             **_jwt_verification(env),
+            tracing=_tracing_on(env),
+            workers=_number(env, "WORKERS", int, 1, 1),
+            metrics_directory=env.get("PROMETHEUS_MULTIPROC_DIR", "").strip() or None,
         )
+
+
+def _tracing_on(env: Mapping[str, str]) -> bool:
+    """OpenTelemetry's rule: export only where an endpoint is named, and never with
+    OTEL_SDK_DISABLED=true (case-insensitive, as the SDK reads it)."""
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip() or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    return bool(endpoint) and env.get("OTEL_SDK_DISABLED", "").strip().lower() != "true"
 
 
 def _jwt_verification(env: Mapping[str, str]) -> dict[str, Any]:

@@ -10,14 +10,18 @@ migration takes a transaction-level advisory lock (migrate.py).
 from __future__ import annotations
 
 import asyncio
+import atexit
+import os
+import shutil
 import sys
+import tempfile
 
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
 from . import logs, migrate
-from .database import connect_kwargs
 from .settings import ConfigError, Settings
+from .targets import connect_kwargs
 
 _schema_checked = False
 
@@ -29,6 +33,29 @@ def settings_or_exit(env: dict[str, str]) -> Settings:
     except ConfigError as exc:
         print(f"orders function: configuration error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+
+
+def share_metrics_between_workers(settings: Settings) -> str | None:
+    """The directory where gunicorn's workers keep their metric values, or None for one
+    worker. Must run before prometheus_client is first imported: it picks single- or
+    multi-process values then, from PROMETHEUS_MULTIPROC_DIR (so this module imports
+    nothing that imports metrics). Run in gunicorn's master, before the fork, so every
+    worker inherits the same directory; a fresh one per start, as the client requires,
+    removed when the master exits."""
+    if settings.metrics_directory is not None:
+        return settings.metrics_directory  # the operator's (already in the environment)
+    if settings.workers <= 1:
+        return None
+    directory = tempfile.mkdtemp(prefix="orders-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory  # for prometheus_client, which reads only this
+    master = os.getpid()
+
+    def remove() -> None:  # workers run atexit too: only the master's exit removes it
+        if os.getpid() == master:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    atexit.register(remove)
+    return directory
 
 
 def apply_schema(settings: Settings) -> None:

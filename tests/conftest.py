@@ -171,6 +171,12 @@ class Client:
         return self.http.get(self.url + path, headers=headers, timeout=30, **kwargs)
 
 
+def sample(exposition: str, name: str, labels: str = "") -> float:
+    """One sample of a Prometheus text exposition (`labels` as printed: `{kind="timeout"}`); 0 if absent."""
+    match = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", exposition, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
 def assert_problem(response: requests.Response, status: int, *words: str) -> dict[str, Any]:
     """A problem+json answer with this status whose detail says what is wrong."""
     assert response.status_code == status, response.text

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from function.claims import ClaimStore
-from function.records import Done, InFlight, redis_key
+from function.claims import CacheUnavailable, ClaimStore
+from function.records import Claimed, Done, InFlight, encode, redis_key
 from function.targets import parse_redis_url
 
 KEY = redis_key("alice", "k")
@@ -25,19 +25,59 @@ def claims(redis_server, db) -> ClaimStore:  # type: ignore[no-untyped-def]
 
 
 async def test_the_first_claim_wins_and_later_ones_read_it(claims: ClaimStore) -> None:
-    assert await claims.claim_or_read(KEY, InFlight("fp", "a"), 10_000) is None
-    assert await claims.claim_or_read(KEY, InFlight("fp", "b"), 10_000) == InFlight("fp", "a")
+    assert await claims.claim_or_read(KEY, InFlight("fp", "a"), 10_000) == Claimed()
+    found = await claims.claim_or_read(KEY, InFlight("fp", "b"), 10_000)
+    assert isinstance(found, InFlight) and (found.fingerprint, found.owner) == ("fp", "a")
+
+
+async def test_a_claim_whose_lease_ran_out_is_taken_over_and_the_takeover_is_reported(claims: ClaimStore) -> None:
+    await claims.claim_or_read(KEY, InFlight("fp", "slow"), 50)
+    await asyncio.sleep(0.07)  # past the lease by Redis's clock, within the record's 2 x lease
+
+    assert await claims.claim_or_read(KEY, InFlight("fp", "next"), 10_000) == Claimed(taken_over=True)
+
+
+async def test_a_live_lease_is_never_taken_over(claims: ClaimStore) -> None:
+    await claims.claim_or_read(KEY, InFlight("fp", "a"), 10_000)
+    found = await claims.claim_or_read(KEY, InFlight("fp", "b"), 10_000)
+    assert isinstance(found, InFlight) and found.owner == "a"
 
 
 async def test_a_copy_whose_lease_ran_out_cannot_overwrite_or_free_the_next_owners_claim(claims: ClaimStore) -> None:
     await claims.claim_or_read(KEY, InFlight("fp", "slow"), 50)
-    await asyncio.sleep(0.1)  # the slow owner's lease expires in Redis
-    assert await claims.claim_or_read(KEY, InFlight("fp", "next"), 10_000) is None
+    await asyncio.sleep(0.07)  # the slow owner's lease runs out in Redis
+    assert await claims.claim_or_read(KEY, InFlight("fp", "next"), 10_000) == Claimed(taken_over=True)
 
     await claims.finish(KEY, "slow", Done("fp", "order-1", b"{}"), 60_000)
     await claims.release(KEY, "slow")
 
-    assert await claims.claim_or_read(KEY, InFlight("fp", "third"), 10_000) == InFlight("fp", "next")
+    found = await claims.claim_or_read(KEY, InFlight("fp", "third"), 10_000)
+    assert isinstance(found, InFlight) and found.owner == "next"
+
+
+async def test_a_claim_nobody_takes_over_is_gone_after_twice_its_lease(claims: ClaimStore) -> None:
+    await claims.claim_or_read(KEY, InFlight("fp", "crashed"), 50)
+    await asyncio.sleep(0.15)
+    assert await claims.claim_or_read(KEY, InFlight("fp", "next"), 10_000) == Claimed()
+
+
+async def test_a_claim_an_older_copy_wrote_without_a_lease_stamp_is_not_taken_over(claims: ClaimStore, redis_server) -> None:  # type: ignore[no-untyped-def]
+    redis_server.client().set(KEY, encode(InFlight("fp", "older-copy")), px=10_000)
+    found = await claims.claim_or_read(KEY, InFlight("fp", "b"), 10_000)
+    assert isinstance(found, InFlight) and found.owner == "older-copy"
+
+
+@pytest.mark.parametrize("foreign", [b"not json", b"123", b'"a string"', b"[1, 2]", b'{"state": 7}'])
+async def test_a_value_we_did_not_write_raises_no_script_error(claims: ClaimStore, redis_server, foreign: bytes) -> None:  # type: ignore[no-untyped-def]
+    client = redis_server.client()
+    client.set(KEY, foreign)
+    with pytest.raises(CacheUnavailable) as unreadable:  # not ours: the engine trusts PostgreSQL
+        await claims.claim_or_read(KEY, InFlight("fp", "a"), 10_000)
+    assert unreadable.value.kind == "unreadable-record"
+    await claims.release(KEY, "a")
+    assert client.get(KEY) == foreign  # no one's claim: not freed
+    await claims.finish(KEY, "a", Done("fp", "order-1", b"{}"), 60_000)
+    assert await claims.claim_or_read(KEY, InFlight("fp", "b"), 10_000) == Done("fp", "order-1", b"{}")
 
 
 async def test_the_owner_finishes_its_claim_and_nobody_overwrites_an_answer(claims: ClaimStore) -> None:
@@ -58,12 +98,16 @@ async def test_an_answer_from_postgresql_is_written_where_redis_had_nothing(clai
 async def test_the_owner_releases_its_claim_so_a_retry_can_start_at_once(claims: ClaimStore) -> None:
     await claims.claim_or_read(KEY, InFlight("fp", "a"), 10_000)
     await claims.release(KEY, "a")
-    assert await claims.claim_or_read(KEY, InFlight("fp", "b"), 10_000) is None
+    assert await claims.claim_or_read(KEY, InFlight("fp", "b"), 10_000) == Claimed()
 
 
-async def test_records_expire_by_redis_clock_lease_for_claims_ttl_for_answers(claims: ClaimStore, redis_server) -> None:  # type: ignore[no-untyped-def]
+async def test_records_expire_by_redis_clock_twice_the_lease_for_claims_ttl_for_answers(claims: ClaimStore, redis_server) -> None:  # type: ignore[no-untyped-def]
     client = redis_server.client()
+    seconds, micros = client.time()
     await claims.claim_or_read(KEY, InFlight("fp", "a"), 30_000)
-    assert 29_000 < client.pttl(KEY) <= 30_000
+    assert 59_000 < client.pttl(KEY) <= 60_000
+    found = await claims.claim_or_read(KEY, InFlight("fp", "b"), 30_000)
+    assert isinstance(found, InFlight) and found.lease_until_ms is not None
+    assert 0 <= found.lease_until_ms - (seconds * 1000 + micros // 1000) - 30_000 < 1_000  # stamped in Redis's clock
     await claims.finish(KEY, "a", Done("fp", "order-1", b"{}"), 86_400_000)
     assert client.pttl(KEY) > 86_000_000

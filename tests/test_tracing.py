@@ -21,6 +21,9 @@ v1.26.0 registry):
                                                 db.operation.name="INSERT", db.namespace
     "finish"            client    server span   db.system.name="redis", db.operation.name
 
+A wait's polls (claim-or-read) and its one stale-claim check (`find`, PostgreSQL) are
+children of its `wait` span.
+
 A failed Redis call's span has status error and `error.type` = the failure kind of
 orders_redis_failures_total. The resource's service.name defaults to "orders".
 """
@@ -33,6 +36,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -51,9 +55,6 @@ REDIS_FAILURE_KINDS = {"timeout", "connection", "readonly", "unreadable-record",
 # request log lines, which the copies' base settings turn off.
 TRACED = {"OTEL_BSP_SCHEDULE_DELAY": "50", "LOG_LEVEL": "info"}
 PY_SPY = Path(sys.executable).parent / "py-spy"
-# These tests fail until function/ exports spans (they pass on a prototype of that
-# wiring); delete this mark, and its uses, with the change that wires tracing in.
-waiting_for_wiring = pytest.mark.skip(reason="waiting for the lead's tracing wiring")
 
 
 @pytest.fixture
@@ -131,7 +132,6 @@ def assert_claim_insert_finish_under(server: Span, spans: list[Span]) -> dict[st
 
 # --- HTTP --------------------------------------------------------------------------------
 
-@waiting_for_wiring
 def test_a_create_is_one_server_span_under_the_callers_parent_with_claim_insert_and_finish(
     traced: Callable[..., FunctionCopy], receiver: OtlpReceiver, base_env: dict[str, str],
 ) -> None:
@@ -164,7 +164,6 @@ def test_a_create_is_one_server_span_under_the_callers_parent_with_claim_insert_
     )
 
 
-@waiting_for_wiring
 def test_a_replay_is_answered_from_redis_with_no_insert(
     traced: Callable[..., FunctionCopy], receiver: OtlpReceiver,
 ) -> None:
@@ -185,7 +184,6 @@ def test_a_replay_is_answered_from_redis_with_no_insert(
     assert request_log_line(copy, trace_id)["span_id"] == server.span_id
 
 
-@waiting_for_wiring
 def test_a_duplicate_that_waits_for_its_original_has_a_wait_span_saying_how_it_ended(
     traced: Callable[..., FunctionCopy], receiver: OtlpReceiver, redis_server: Any,
 ) -> None:
@@ -216,7 +214,6 @@ def test_a_duplicate_that_waits_for_its_original_has_a_wait_span_saying_how_it_e
     assert children["claim-or-read"].end_ns <= children["wait"].start_ns
 
 
-@waiting_for_wiring
 def test_a_create_with_redis_down_is_degraded_and_its_failed_redis_call_is_an_error_span(
     traced: Callable[..., FunctionCopy], receiver: OtlpReceiver,
 ) -> None:
@@ -239,6 +236,38 @@ def test_a_create_with_redis_down_is_degraded_and_its_failed_redis_call_is_an_er
     assert request_log_line(copy, trace_id)["degraded"] is True
 
 
+def test_a_wait_that_ends_with_the_originals_answer_holds_its_polls_and_says_done(
+    traced: Callable[..., FunctionCopy], receiver: OtlpReceiver, redis_server: Any,
+) -> None:
+    from conftest import ORDER
+    from function.fingerprint import fingerprint
+    from function.inputs import order_request_from
+    from function.records import Done, InFlight, encode, redis_key
+
+    copy = traced(IDEMPOTENCY_WAIT_SECONDS="10")
+    request_fingerprint = fingerprint(order_request_from(ORDER).canonical())
+    record = redis_key("alice", "finishes-soon")
+    redis_server.client().set(record, encode(InFlight(request_fingerprint, "elsewhere")), px=60_000)
+    trace_id, parent, traceparent = caller_context()
+    client = Client(copy.url)
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(client.create, key="finishes-soon", headers={"traceparent": traceparent})
+        time.sleep(0.5)  # the duplicate is polling by now
+        body = json.dumps({"orderId": "o-1", "profileId": "alice"}, separators=(",", ":")).encode()
+        redis_server.client().set(record, encode(Done(request_fingerprint, "o-1", body)), px=60_000)
+        answer = waiting.result(timeout=30)
+
+    assert answer.status_code == 201 and answer.headers["Idempotent-Replayed"] == "true"
+    spans = receiver.trace(trace_id)
+    server = server_span(spans)
+    assert server.attributes["orders.outcome"] == "waited"
+    wait = children_by_name(server, spans)["wait"]
+    assert wait.attributes["orders.wait.ended"] == "done"
+    polls = [span for span in wait.children(spans) if span.name == "claim-or-read"]
+    assert polls and all(wait.start_ns <= poll.start_ns and poll.end_ns <= wait.end_ns for poll in polls)
+    assert "find" in {span.name for span in wait.children(spans)}  # the one stale-claim check
+
+
 # --- CloudEvents -------------------------------------------------------------------------
 
 def binary_event_with_traceparent_header(url: str, traceparent: str, event_id: str) -> requests.Response:
@@ -246,6 +275,16 @@ def binary_event_with_traceparent_header(url: str, traceparent: str, event_id: s
     headers = {
         "ce-specversion": "1.0", "ce-type": CREATE_EVENT, "ce-source": "/shop/checkout",
         "ce-id": event_id, "Content-Type": "application/json", "traceparent": traceparent,
+    }
+    return requests.post(url + "/", data=json.dumps({"productQuantity": 2, "profileId": "alice"}),
+                         headers=headers, timeout=30)
+
+
+def binary_event_with_ce_traceparent_only(url: str, traceparent: str, event_id: str) -> requests.Response:
+    """Binary mode, the context only in the event's distributed-tracing attribute."""
+    headers = {
+        "ce-specversion": "1.0", "ce-type": CREATE_EVENT, "ce-source": "/shop/checkout",
+        "ce-id": event_id, "Content-Type": "application/json", "ce-traceparent": traceparent,
     }
     return requests.post(url + "/", data=json.dumps({"productQuantity": 2, "profileId": "alice"}),
                          headers=headers, timeout=30)
@@ -262,8 +301,10 @@ def structured_event_with_traceparent_attribute(url: str, traceparent: str, even
                          headers={"Content-Type": "application/cloudevents+json"}, timeout=30)
 
 
-@waiting_for_wiring
-@pytest.mark.parametrize("send", [binary_event_with_traceparent_header, structured_event_with_traceparent_attribute])
+@pytest.mark.parametrize("send", [
+    binary_event_with_traceparent_header, binary_event_with_ce_traceparent_only,
+    structured_event_with_traceparent_attribute,
+])
 def test_an_event_continues_the_senders_trace_and_its_reply_event_carries_the_functions_context(
     traced: Callable[..., FunctionCopy], receiver: OtlpReceiver, db: Database,
     send: Callable[[str, str, str], requests.Response],
@@ -292,6 +333,38 @@ def test_an_event_continues_the_senders_trace_and_its_reply_event_carries_the_fu
     assert db.order_count() == 1
 
 
+@pytest.mark.parametrize(("body", "status"), [(b"{" + b" " * 70_000 + b"}", 413), (b'{"specversion": ', 400)],
+                         ids=["oversized", "broken-json"])
+def test_a_structured_event_the_function_cannot_read_is_still_answered_and_traced(
+    traced: Callable[..., FunctionCopy], receiver: OtlpReceiver, db: Database, body: bytes, status: int,
+) -> None:
+    # With no traceparent header the function reads a structured event's body for its
+    # context first: what it cannot read gets the same answer as with tracing off.
+    copy = traced()
+
+    answer = requests.post(copy.url + "/", data=body, headers={"Content-Type": "application/cloudevents+json"}, timeout=30)
+
+    assert answer.status_code == status
+    assert answer.headers["Content-Type"].startswith("application/problem+json")
+    spans = receiver.wait_for(lambda spans: any(s.kind == "server" for s in spans))
+    server = server_span(spans)
+    assert (server.name, server.attributes["http.response.status_code"], server.status) == ("POST /", status, "unset")
+    assert db.order_count() == 0
+
+
+def test_the_traces_endpoint_alone_turns_tracing_on_and_names_the_service_as_told(
+    start_copies: Callable[..., list[FunctionCopy]], receiver: OtlpReceiver,
+) -> None:
+    (copy,) = start_copies(1, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=receiver.traces_url,
+                           OTEL_SERVICE_NAME="orders-eu", **TRACED)
+    trace_id, parent, traceparent = caller_context()
+
+    assert Client(copy.url).create(headers={"traceparent": traceparent}).status_code == 201
+
+    server = server_span(receiver.trace(trace_id))
+    assert (server.parent_span_id, server.resource["service.name"]) == (parent, "orders-eu")
+
+
 # --- tracing off -------------------------------------------------------------------------
 
 def thread_names(copy: FunctionCopy) -> list[str]:
@@ -311,7 +384,6 @@ def thread_names(copy: FunctionCopy) -> list[str]:
 needs_py_spy = pytest.mark.skipif(not PY_SPY.exists(), reason="py-spy missing: pip install -r demo/requirements.txt")
 
 
-@waiting_for_wiring
 @needs_py_spy
 def test_with_tracing_on_the_batch_exporter_thread_runs(traced: Callable[..., FunctionCopy]) -> None:
     # The control for the test below: the thread it looks for is found when it exists.
@@ -338,3 +410,30 @@ def test_with_tracing_off_no_exporter_thread_runs_no_span_is_exported_and_no_tra
     assert receiver.spans == [] and receiver.export_requests == 0
     (line,) = [line for line in request_log_lines(copy) if line["route"] == "create"]
     assert "trace_id" not in line and "span_id" not in line
+
+
+def test_with_tracing_off_a_worker_built_in_full_imports_nothing_of_opentelemetry_itself() -> None:
+    # A fresh interpreter: this one has the receiver's opentelemetry-proto loaded. redis-py 8
+    # imports parts of the OpenTelemetry API and metrics SDK by itself when they are
+    # installed (its own optional metrics, off unless initialised); the function must load
+    # nothing beyond those: no tracer SDK, no exporter, no propagator.
+    probe = """
+import asyncio, os, sys
+os.environ.update(DATABASE_URL="postgresql://u:p@127.0.0.1:9/orders", REDIS_URL="redis://127.0.0.1:9/0",
+                  AUTO_MIGRATE="false", LOG_LEVEL="error")
+import redis.asyncio
+by_redis = {name for name in sys.modules if name.startswith("opentelemetry")}
+from functions_framework._function_registry import load_function_module
+main, spec = load_function_module("function/main.py")  # as functions-framework loads it
+spec.loader.exec_module(main)
+async def build():
+    return main.service.for_this_process(main.SETTINGS)
+running = asyncio.run(build())
+assert running.tracing is None
+print(sorted(name for name in sys.modules if name.startswith("opentelemetry") and name not in by_redis))
+"""
+    project = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", probe], cwd=project, capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

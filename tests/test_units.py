@@ -7,7 +7,7 @@ import pytest
 from function.fingerprint import fingerprint
 from function.inputs import encode_cursor, parse_cursor, parse_idempotency_key
 from function.problems import InvalidIdempotencyKey, InvalidParameter
-from function.records import Create, Done, InFlight, Reject, Replay, Wait, decide, decode, encode, redis_key
+from function.records import Claimed, Create, Done, InFlight, Reject, Replay, Wait, decide, decode, encode, redis_key
 from function.settings import ConfigError, Settings
 from function.targets import parse_database_url, parse_redis_url
 from hardening.server_errors import server_errors
@@ -45,8 +45,9 @@ DONE = Done("fp", "id", b"{}")
 @pytest.mark.parametrize(
     ("found", "fp", "replay_on_mismatch", "action"),
     [
-        (None, "fp", False, Create()),
-        (None, "fp", True, Create()),
+        (Claimed(), "fp", False, Create()),
+        (Claimed(), DIFFERENT, False, Create()),
+        (Claimed(taken_over=True), "fp", True, Create(taken_over=True)),
         (InFlight("fp", "owner"), "fp", False, Wait()),
         (InFlight("fp", "owner"), DIFFERENT, False, Reject()),
         (InFlight("fp", "owner"), DIFFERENT, True, Wait()),
@@ -60,7 +61,7 @@ def test_every_row_of_the_decision_table(found, fp, replay_on_mismatch, action) 
 
 
 def test_records_survive_the_trip_through_redis_encoding() -> None:
-    for record in (InFlight("fp", "owner"), Done("fp", "id", b'{"orderId":"id"}')):
+    for record in (InFlight("fp", "owner"), InFlight("fp", "owner", 1_764_000_000_123), Done("fp", "id", b'{"orderId":"id"}')):
         assert decode(encode(record).encode()) == record
 
 
