@@ -131,3 +131,14 @@ def test_an_event_while_postgresql_is_down_is_a_503_so_knative_retries(api: Clie
     postgres.start()
     assert binary_event(api, {"productQuantity": 1, "profileId": "alice"}, event_id="down").status_code == 200
     assert db.order_count() == 1
+
+
+def test_an_event_reusing_its_identity_with_another_body_is_a_422_that_names_no_header(
+    api: Client, db: Database
+) -> None:
+    binary_event(api, {"productQuantity": 1, "profileId": "alice"}, event_id="evt-reused")
+    changed = binary_event(api, {"productQuantity": 2, "profileId": "alice"}, event_id="evt-reused")
+
+    problem = assert_problem(changed, 422, "idempotency key", "different body")
+    assert "header" not in problem["detail"].lower()  # events carry no Idempotency-Key header
+    assert db.order_count() == 1

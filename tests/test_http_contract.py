@@ -182,7 +182,8 @@ def test_another_content_type_is_a_415(api: Client, db: Database, content_type: 
                  **({"Content-Type": content_type} if content_type else {})},
         timeout=10,
     )
-    assert_problem(response, 415, "application/json")
+    problem = assert_problem(response, 415, "application/json")
+    assert (content_type or "none") in problem["detail"]  # says what was received
     assert db.order_count() == 0
 
 
@@ -196,7 +197,8 @@ def test_get_returns_the_order_as_created(api: Client) -> None:
 
 def test_get_of_an_unknown_id_is_404_and_a_malformed_id_is_400(api: Client) -> None:
     assert_problem(api.get(f"/orders/{uuid.uuid4()}"), 404, "no order")
-    assert_problem(api.get("/orders/not-a-uuid"), 400, "UUID")
+    malformed = assert_problem(api.get("/orders/not-a-uuid"), 400, "UUID")
+    assert "path" in malformed["title"] and "query" not in malformed["title"]  # a path segment
     assert_problem(api.get(f"/orders/{uuid.uuid4()}", profile=None), 400, "profile")
 
 
