@@ -7,7 +7,7 @@ import platform
 import sys
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -29,11 +29,17 @@ def describe(database_url: str, redis_url: str) -> dict[str, Any]:
         "system": f"{platform.system()} {platform.release()}",
         "loadAverageAtStart": [round(value, 2) for value in os.getloadavg()],
         "postgres": f"{postgres} (fsync={fsync}, synchronous_commit={synchronous_commit})",
-        "redis": redis.Redis.from_url(redis_url).info("server")["redis_version"],
+        "redis": _redis_version(redis_url),
         # uvicorn picks httptools and uvloop only when installed: "not installed" explains a slow ASGI floor.
         "serving": {name: _version(name) for name in SERVING_PACKAGES},
         "interpreter": sys.executable,
     }
+
+
+def _redis_version(redis_url: str) -> str:
+    # redis-py types a sync client's answers as "Awaitable | Any": it is the Any here.
+    info = cast(dict[str, Any], redis.Redis.from_url(redis_url).info("server"))
+    return str(info["redis_version"])
 
 
 def _version(package: str) -> str:

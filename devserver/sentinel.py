@@ -9,7 +9,7 @@ back, which the sentinels then turn into a replica of the new one.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, cast
 
 import redis
 
@@ -182,7 +182,8 @@ def _role(server: RedisServer) -> str | None:
 def _replica_of(server: RedisServer) -> int | None:
     """The primary's port once `server` is a replica with its sync done, else None."""
     try:
-        info = server.client().info("replication")
+        # redis-py types a sync client's answers as "Awaitable | Any": it is the Any here.
+        info = cast(dict[str, Any], server.client().info("replication"))
     except redis.RedisError:
         return None
     if info.get("role") != "slave" or info.get("master_link_status") != "up":
