@@ -163,7 +163,7 @@ class ClaimStore:
         """For /healthz: asks Redis even while cooling down."""
         try:
             async with asyncio.timeout(self._timeout_seconds):
-                await self._client.ping()
+                await self._client.ping()  # type: ignore[misc]  # redis-py 7.1 types it sync-or-async
         except (redis.exceptions.RedisError, OSError):  # TimeoutError is an OSError
             return False
         self._down_until = 0.0
