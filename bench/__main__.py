@@ -10,6 +10,7 @@ its cold start and `GET /orders` on a big profile. Figures, not tests: the exit 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -23,7 +24,7 @@ from typing import Any
 from devserver.copies import web_command
 from devserver.stack import LocalStack
 
-from . import coldstart, listing, machine, report, targets
+from . import coldstart, listing, machine, profiling, report, scaleout, targets
 from .copies import FLOORS, floor_command, is_asgi
 from .knative import knative_settings
 from .plan import FULL, QUICK, Plan
@@ -63,7 +64,7 @@ def run(plan: Plan, *, say: Callable[[str], None]) -> dict[str, Any]:
             "quick": plan is QUICK, "plan": asdict(plan),
             "functionCommand": web_command(), "functionOnAsgiStack": is_asgi(web_command()),
             "floorCommands": {name: floor_command(name) for name in FLOOR_NAMES},
-            "settingsUsed": {name: knative[name] for name in ("WORKERS", "THREADS", "DATABASE_POOL_SIZE", "LOG_LEVEL")
+            "settingsUsed": {name: knative[name] for name in ("WORKERS", "DATABASE_POOL_SIZE", "LOG_LEVEL")
                              if name in knative},
         }
         storage = [server.process.pid for server in (stack.postgres, stack.redis) if server and server.process]
@@ -87,6 +88,10 @@ def run(plan: Plan, *, say: Callable[[str], None]) -> dict[str, Any]:
         }
         results["ratios"] = _ratios(results["scenarios"])
         results["targets"] = targets.judge(results)
+        if plan.profile_seconds:
+            results["profiles"] = _profiles(scenarios, function, plan, say)
+        say(f"creates through PgBouncer with {', '.join(map(str, plan.pgbouncer_copies))} copies")
+        results["pgbouncer"] = scaleout.through_pgbouncer(stack, plan)
         say(f"cold start x {plan.cold_starts}")
         results["coldStart"] = coldstart.cold_starts(lambda: stack.start_copy(wait=False), plan.cold_starts)
         say(f"GET /orders with 10 and {plan.big_profile_orders} orders")
@@ -94,6 +99,20 @@ def run(plan: Plan, *, say: Callable[[str], None]) -> dict[str, Any]:
             function.url, stack.database_url, run_id, plan.big_profile_orders, plan.seconds / 2)
         results["loadAverageAtEnd"] = [round(value, 2) for value in os.getloadavg()]
     return results
+
+
+def _profiles(scenarios: Scenarios, function: Any, plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
+    """Where the copy's CPU goes: py-spy over the copy while replay, create and storm run
+    at 16 connections (the figures measured meanwhile are not used: py-spy slows them)."""
+    profiles = {}
+    points: dict[str, Callable[[int], dict[str, Any]]] = {
+        "replay": scenarios.replay, "create": scenarios.create, "storm": scenarios.storm,
+    }
+    for name, point in points.items():
+        say(f"profiling {name}")
+        profiles[name] = profiling.profile_while(
+            function.process.pid, functools.partial(point, 16), plan.warmup_seconds + plan.seconds)
+    return profiles
 
 
 def _best(rounds: list[dict[str, Any]]) -> dict[str, Any]:

@@ -19,13 +19,17 @@ class Plan:
     seed_keys: int  # orders seeded for replays after a flush, each replayed once
     cold_starts: int
     big_profile_orders: int
+    profile_seconds: float  # py-spy over replay, create and storm; 0: no profiles
+    pgbouncer_copies: tuple[int, ...]  # copies sharing one PgBouncer, for the scale-out point
 
 
 FULL = Plan(
     seconds=5.0, warmup_seconds=1.0, concurrencies=(1, 4, 16), rounds=2, storm_duplicates=8,
     replay_keys=2000, seed_keys=60_000, cold_starts=5, big_profile_orders=100_000,
+    profile_seconds=5.0, pgbouncer_copies=(1, 2, 4, 8),
 )
 QUICK = Plan(
     seconds=1.0, warmup_seconds=0.3, concurrencies=(16,), rounds=1, storm_duplicates=8,
     replay_keys=300, seed_keys=8_000, cold_starts=1, big_profile_orders=5_000,
+    profile_seconds=0.0, pgbouncer_copies=(1, 2),
 )

@@ -32,6 +32,8 @@ def markdown(r: dict[str, Any]) -> str:
         *_scenarios(r),
         *_targets(r),
         *_storm(r),
+        *_pgbouncer(r),
+        *_profiles(r),
         *_others(r),
     ]
     return "\n".join(lines) + "\n"
@@ -94,6 +96,45 @@ def _storm(r: dict[str, Any]) -> list[str]:
     columns = ["connections", "keys", "requests (all rounds)", "duplicates created",
                "answers with the original order", "409"]
     return lines + _table(columns, "rrrrrr", rows) + [""]
+
+
+def _pgbouncer(r: dict[str, Any]) -> list[str]:
+    scaleout = r.get("pgbouncer")
+    if not scaleout:
+        return []
+    lines = ["## Creates through one PgBouncer (transaction pooling)", ""]
+    if "skipped" in scaleout:
+        return lines + [f"Skipped: {scaleout['skipped']}.", ""]
+    lines += [
+        f"New keys, {scaleout['connections']} connections in all spread over the copies; PgBouncer "
+        f"`default_pool_size` {scaleout['defaultPoolSize']}; each copy DATABASE_POOLING=transaction, "
+        "beside one copy straight to PostgreSQL (prepared statements, session timeouts). On 2 cores more "
+        "copies add no CPU: read the shared parts' behaviour and the CPU per create.",
+        "",
+    ]
+    rows = [[name, f"{p['throughput']:.0f}", p["p50"], p["p99"], p.get("copyCpuMicrosecondsPerCreate"),
+             p["errors"], ", ".join(f"{k}: {v}" for k, v in p["statuses"].items())]
+            for name, p in scaleout["points"].items()]
+    return lines + _table(["copies", "creates/s", "p50 ms", "p99 ms", "copy CPU µs/create", "errors", "statuses"],
+                          "lrrrrrl", rows) + [""]
+
+
+def _profiles(r: dict[str, Any]) -> list[str]:
+    """py-spy (GIL holders only) over the copy at 16 connections: where its CPU goes."""
+    profiles = r.get("profiles")
+    if not profiles:
+        return []
+    lines = ["## Profiles (py-spy, samples holding the GIL, 16 connections)", ""]
+    for name, profile in profiles.items():
+        if "skipped" in profile:
+            lines += [f"- **{name}**: skipped: {profile['skipped']}", ""]
+            continue
+        layers = ", ".join(f"{k} {v} %" for k, v in list(profile["selfPercentByLayer"].items())[:6])
+        own = ", ".join(f"`{k}` {v} %" for k, v in list(profile["inclusivePercentByOwnFunction"].items())[:8])
+        hot = ", ".join(f"`{k}` {v} %" for k, v in list(profile["selfPercentByFunction"].items())[:6])
+        lines += [f"- **{name}** ({profile['samples']} samples). Self time by layer: {layers}.",
+                  f"  Hottest functions (self): {hot}.", f"  The orders code, inclusive: {own}.", ""]
+    return lines
 
 
 def _others(r: dict[str, Any]) -> list[str]:

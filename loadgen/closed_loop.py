@@ -60,20 +60,24 @@ def request_bytes(method: str, url: str, headers: dict[str, str], body: bytes = 
 
 def measure(url: str, connections: int, next_request: NextRequest, *, seconds: float) -> Measurement:
     """Run until `seconds` pass or `next_request` has no more; answers in arrival order."""
-    return asyncio.run(_measure(url, connections, next_request, seconds))
+    return measure_many([url], connections, next_request, seconds=seconds)
 
 
-async def _measure(url: str, connections: int, next_request: NextRequest, seconds: float) -> Measurement:
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+def measure_many(urls: list[str], connections: int, next_request: NextRequest, *, seconds: float) -> Measurement:
+    """The same over several copies: connection i talks to urls[i % len(urls)]."""
+    return asyncio.run(_measure(urls, connections, next_request, seconds))
+
+
+async def _measure(urls: list[str], connections: int, next_request: NextRequest, seconds: float) -> Measurement:
+    targets = [(parts.hostname or "127.0.0.1", parts.port or 80) for parts in map(urlsplit, urls)]
     answers: list[Answer] = []
     errors: list[str] = []
     cpu_started, started = time.process_time(), time.perf_counter()
     deadline = started + seconds
     last_answer = [started]
     await asyncio.gather(*(
-        _connection(host, port, next_request, deadline, answers, errors, last_answer)
-        for _ in range(connections)
+        _connection(*targets[number % len(targets)], next_request, deadline, answers, errors, last_answer)
+        for number in range(connections)
     ))
     return Measurement(
         connections, answers, errors, last_answer[0] - started, time.process_time() - cpu_started,
