@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(plan: Plan, *, say: Callable[[str], None]) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
-    knative = knative_settings()
+    # The Knative settings, except the pooling mode: knative/ points at a transaction-mode
+    # PgBouncer, the bench's copy at PostgreSQL itself (the PgBouncer point sets its own).
+    knative = {**knative_settings(), "DATABASE_POOLING": "direct"}
     # Durable PostgreSQL (fsync on), as in production: a create waits for its commit.
     with LocalStack(env=knative, durable=True) as stack:
         say("PostgreSQL, Redis, the function and both floors are starting")
@@ -64,7 +66,7 @@ def run(plan: Plan, *, say: Callable[[str], None]) -> dict[str, Any]:
             "quick": plan is QUICK, "plan": asdict(plan),
             "functionCommand": web_command(), "functionOnAsgiStack": is_asgi(web_command()),
             "floorCommands": {name: floor_command(name) for name in FLOOR_NAMES},
-            "settingsUsed": {name: knative[name] for name in ("WORKERS", "DATABASE_POOL_SIZE", "LOG_LEVEL")
+            "settingsUsed": {name: knative[name] for name in ("WORKERS", "DATABASE_POOL_SIZE", "DATABASE_POOLING", "LOG_LEVEL")
                              if name in knative},
         }
         storage = [server.process.pid for server in (stack.postgres, stack.redis) if server and server.process]

@@ -32,7 +32,7 @@ def through_pgbouncer(stack: LocalStack, plan: Plan) -> dict[str, Any]:
     bouncer = PgBouncerServer(stack.workdir / "pgbouncer", stack.postgres,
                               default_pool_size=DEFAULT_POOL_SIZE, max_client_conn=400).start()
     try:
-        points = {"direct, 1 copy": _creates(stack, plan, 1, {})}
+        points = {"direct, 1 copy": _creates(stack, plan, 1, {"DATABASE_POOLING": "direct"})}
         pooled = {"DATABASE_URL": bouncer.url, "DATABASE_POOLING": "transaction"}
         for count in plan.pgbouncer_copies:
             points[f"PgBouncer, {count} {'copy' if count == 1 else 'copies'}"] = _creates(stack, plan, count, pooled)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import os
 import queue
 import struct
@@ -62,11 +63,15 @@ class Session:
 
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
         if self._transaction_pooling:
-            return self.connection.run(sql, **params)
-        statement = self._prepared.get(sql)
-        if statement is None:
-            statement = self._prepared[sql] = self.connection.prepare(sql)
-        return statement.run(**params)
+            # An unnamed statement, as Connection.run sends it, minus re-tokenising the
+            # SQL for its :names on every call (13 % of a create in the profile).
+            text, make_values = _unnamed(sql)
+            rows: list[list[Any]] = self.connection.execute_unnamed(text, make_values(params)).rows
+            return rows
+        prepared = self._prepared.get(sql)
+        if prepared is None:
+            prepared = self._prepared[sql] = self.connection.prepare(sql)
+        return prepared.run(**params)
 
     def unit(self, work: Callable[[Session], T]) -> T:
         if not self._transaction_pooling:
@@ -82,6 +87,12 @@ class Session:
             raise
         self.connection.execute_simple("COMMIT")
         return result
+
+
+@functools.lru_cache(maxsize=64)
+def _unnamed(sql: str) -> tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]]]:
+    """The SQL with `$n` placeholders and how to order the values: pg8000's own reading."""
+    return pg8000.native.to_statement(sql)
 
 
 class Database:
