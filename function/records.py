@@ -10,6 +10,7 @@ No copy compares a lease with its own clock.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -87,6 +88,7 @@ def decide(found: Record | Claimed, fingerprint: str, replay_on_mismatch: bool) 
     return Replay(found) if isinstance(found, Done) else Wait()
 
 
+@functools.lru_cache(maxsize=4096)  # a request asks twice (log line, claim); replays and storms repeat keys
 def redis_key(profile: str, key: str) -> str:
     """Hashed, so a client's key never reaches Redis as a raw string (no `*`, no CRLF)."""
     digest = hashlib.sha256(f"{profile}\n{key}".encode()).hexdigest()
