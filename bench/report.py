@@ -32,6 +32,7 @@ def markdown(r: dict[str, Any]) -> str:
         *_scenarios(r),
         *_targets(r),
         *_storm(r),
+        *_tracing(r),
         *_pgbouncer(r),
         *_profiles(r),
         *_others(r),
@@ -96,6 +97,20 @@ def _storm(r: dict[str, Any]) -> list[str]:
     columns = ["connections", "keys", "requests (all rounds)", "duplicates created",
                "answers with the original order", "409"]
     return lines + _table(columns, "rrrrrr", rows) + [""]
+
+
+def _tracing(r: dict[str, Any]) -> list[str]:
+    cost = r.get("tracing")
+    if not cost:
+        return []
+    off, on = cost["points"]["off"], cost["points"]["on"]
+    lines = ["## Tracing off and on (replays, Redis path)", "",
+             f"Two copies in the same run, {cost['connections']} connections, alternated: tracing off (the default) "
+             "and on, exporting every span over OTLP/HTTP to a local sink.", ""]
+    rows = [[name, f"{p['throughput']:.0f}", p["p50"], p["p99"], p.get("copyCpuMicrosecondsPerReplay"),
+             _join(cost["throughputByRound"][name])] for name, p in (("off", off), ("on", on))]
+    return lines + _table(["tracing", "replays/s", "p50 ms", "p99 ms", "copy CPU µs/replay", "req/s by round"],
+                          "lrrrrl", rows) + [""]
 
 
 def _pgbouncer(r: dict[str, Any]) -> list[str]:

@@ -177,6 +177,17 @@ def sample(exposition: str, name: str, labels: str = "") -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def fresh_database(postgres: PostgresServer, name: str) -> str:
+    """An empty database on the test PostgreSQL (no schema yet); its URL."""
+    admin = postgres.connect()
+    try:
+        admin.run(f"DROP DATABASE IF EXISTS {name}")
+        admin.run(f"CREATE DATABASE {name}")
+    finally:
+        admin.close()
+    return postgres.url.rsplit("/", 1)[0] + "/" + name
+
+
 def assert_problem(response: requests.Response, status: int, *words: str) -> dict[str, Any]:
     """A problem+json answer with this status whose detail says what is wrong."""
     assert response.status_code == status, response.text

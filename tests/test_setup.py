@@ -18,6 +18,7 @@ import pg8000.native
 import pytest
 import requests
 
+from conftest import fresh_database
 from devserver.copies import PROJECT_ROOT, FunctionCopy
 from devserver.servers import PostgresServer, RedisServer, free_port
 from devserver.waiting import wait_until
@@ -129,14 +130,10 @@ def _accepts(port: int) -> bool:
 def test_copies_starting_together_on_an_empty_database_apply_the_schema_once(
     start_copies, postgres, redis_server
 ) -> None:  # type: ignore[no-untyped-def]
-    admin = postgres.connect()
-    admin.run("DROP DATABASE IF EXISTS fresh")
-    admin.run("CREATE DATABASE fresh")
-    admin.close()
-    fresh_url = postgres.url.rsplit("/", 1)[0] + "/fresh"
-    copies = start_copies(4, DATABASE_URL=fresh_url)
+    copies = start_copies(4, DATABASE_URL=fresh_database(postgres, "fresh"))
 
-    # Each copy migrates on its first connection: ask all four at once.
+    # The four copies started together; each applied the schema (or found it applied)
+    # before serving: ask all four at once.
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(4) as pool:

@@ -11,6 +11,7 @@ import pg8000.native
 import pytest
 import requests
 
+from conftest import fresh_database
 from devserver.copies import FunctionCopy
 from function.migrate import ADVISORY_LOCK_ID
 
@@ -56,11 +57,7 @@ def test_a_malformed_setting_stops_the_start_up_with_one_line_naming_it(
 def test_the_schema_is_applied_before_the_first_request_outside_its_timeouts(
     postgres, redis_server, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    admin = postgres.connect()
-    admin.run("DROP DATABASE IF EXISTS slow_start")
-    admin.run("CREATE DATABASE slow_start")
-    admin.close()
-    url = postgres.url.rsplit("/", 1)[0] + "/slow_start"
+    url = fresh_database(postgres, "slow_start")
     # Another copy's migration holds the schema lock for 3 s: far past this copy's 1 s
     # statement and lock timeouts, which would fail a migration run inside a request.
     holder = pg8000.native.Connection("postgres", host="127.0.0.1", port=postgres.port, database="slow_start")

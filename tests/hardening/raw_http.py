@@ -27,13 +27,7 @@ def send_raw(url: str, method: bytes, target: bytes, headers: list[bytes], body:
         received = b""
         while chunk := connection.recv(65536):
             received += chunk
-    header_block, _, answer_body = received.partition(b"\r\n\r\n")
-    status_line, *header_lines = header_block.decode("latin-1").split("\r\n")
-    answer_headers = {}
-    for line in header_lines:
-        name, _, value = line.partition(":")
-        answer_headers[name.strip().lower()] = value.strip()
-    return RawAnswer(int(status_line.split()[1]), answer_headers, answer_body)
+    return _parsed(received)
 
 
 def exchange(url: str, request: bytes, *, wait_seconds: float = 3) -> RawAnswer | None:
@@ -49,8 +43,10 @@ def exchange(url: str, request: bytes, *, wait_seconds: float = 3) -> RawAnswer 
                 received += chunk
         except (ConnectionResetError, TimeoutError):
             pass
-    if not received:
-        return None
+    return _parsed(received) if received else None
+
+
+def _parsed(received: bytes) -> RawAnswer:
     header_block, _, answer_body = received.partition(b"\r\n\r\n")
     status_line, *header_lines = header_block.decode("latin-1").split("\r\n")
     headers = {}
