@@ -19,7 +19,7 @@ from . import metrics
 from .claims import CacheUnavailable, ClaimStore
 from .fingerprint import fingerprint
 from .inputs import OrderRequest
-from .orders import Order, OrderStore
+from .orders import OrderStore
 from .outcomes import Outcome
 from .problems import FingerprintMismatch, RequestInFlight
 from .records import Create, Done, InFlight, Reject, Replay, Wait, decide, redis_key
@@ -172,12 +172,13 @@ class IdempotencyEngine:
             if owner is not None:  # let a retry start at once instead of after the lease
                 await self._quietly(self._claims.release(record_key, owner))
             raise
-        await self._remember(record_key, owner, order)
+        body = order.body()  # the bytes Redis keeps and every replay repeats
+        await self._remember(record_key, owner, Done(order.fingerprint, order.order_id, body))
         if created:
-            return Answer(order.order_id, order.body(), Outcome.CREATED, degraded)
+            return Answer(order.order_id, body, Outcome.CREATED, degraded)
         if order.fingerprint != claim.fingerprint and not self._replay_on_mismatch:
             raise FingerprintMismatch(MISMATCH_DETAIL)
-        return Answer(order.order_id, order.body(), Outcome.REPLAYED_POSTGRES, degraded)
+        return Answer(order.order_id, body, Outcome.REPLAYED_POSTGRES, degraded)
 
     async def _stored_answer(self, profile: str, key: str, request_fingerprint: str) -> Answer | None:
         """The order PostgreSQL holds for the key, whatever Redis says, if there is one."""
@@ -188,8 +189,7 @@ class IdempotencyEngine:
             raise FingerprintMismatch(MISMATCH_DETAIL)
         return Answer(stored.order_id, stored.body(), Outcome.REPLAYED_POSTGRES)
 
-    async def _remember(self, record_key: str, owner: str | None, order: Order) -> None:
-        done = Done(order.fingerprint, order.order_id, order.body())
+    async def _remember(self, record_key: str, owner: str | None, done: Done) -> None:
         await self._quietly(self._claims.finish(record_key, owner, done, self._ttl_ms))
 
     @staticmethod
