@@ -42,13 +42,21 @@ def workdir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def migrated_postgres(directory: Path, **options: Any) -> PostgresServer:
+    """A PostgreSQL of our own, started in `directory`, with the schema applied."""
+    server = PostgresServer(directory, **options).start()
+    connection = server.connect()
+    try:
+        apply_migrations(connection)
+    finally:
+        connection.close()
+    return server
+
+
 @pytest.fixture(scope="session")
 def postgres(workdir: Path) -> Iterator[PostgresServer]:
     """Our own PostgreSQL, so a test may stop, pause or restart it."""
-    server = PostgresServer(workdir / "postgres").start()
-    connection = server.connect()
-    apply_migrations(connection)
-    connection.close()
+    server = migrated_postgres(workdir / "postgres")
     yield server
     server.stop()
 

@@ -9,13 +9,12 @@ from typing import Iterator
 
 import pytest
 
-from conftest import Database
+from conftest import Database, migrated_postgres
 from devserver.copies import FunctionCopy
 from devserver.fleet import start_together
 from devserver.pgbouncer import INSTALL_HINT, PgBouncerServer, pgbouncer_binary
 from devserver.sentinel import SentinelSet
 from devserver.servers import PostgresServer, RedisServer
-from function.migrate import apply_migrations
 
 # Copies behind the one PgBouncer; SCALEOUT_COPIES=48 tries more.
 POOLED_COPIES = int(os.environ.get("SCALEOUT_COPIES", "24"))
@@ -31,10 +30,7 @@ FLEET_START_SECONDS = 180.0
 @pytest.fixture(scope="module")
 def small_postgres(workdir: Path) -> Iterator[PostgresServer]:
     """A PostgreSQL of its own with a small max_connections, migrated directly."""
-    server = PostgresServer(workdir / "small-postgres", max_connections=SMALL_MAX_CONNECTIONS).start()
-    connection = server.connect()
-    apply_migrations(connection)
-    connection.close()
+    server = migrated_postgres(workdir / "small-postgres", max_connections=SMALL_MAX_CONNECTIONS)
     yield server
     server.stop()
 
