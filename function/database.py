@@ -121,19 +121,15 @@ class Database:
         # PostgreSQL's own statement timeout would have fired.
         self._socket_timeout = statement_timeout_seconds + 1.0
         self._wait_seconds = connect_timeout_seconds
-        self.pool_size = pool_size
         self._slots = asyncio.Semaphore(pool_size)
         self._threads = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="pg8000")
         self._idle: queue.LifoQueue[Session] = queue.LifoQueue()
         self._pid = os.getpid()
         self._before_first_query = before_first_query
-        self.in_use = 0   # connections lent right now
-        self.waiting = 0  # requests waiting for one
         metrics.DB_POOL_MAX.set(pool_size)
 
     async def run(self, work: Callable[[Session], T]) -> T:
         """Run `work(session)` on a pooled connection in a worker thread."""
-        self.waiting += 1
         metrics.DB_POOL_WAITING.inc()
         asked = time.perf_counter()
         try:
@@ -142,10 +138,8 @@ class Database:
         except TimeoutError:
             raise DatabaseUnavailable(ALL_BUSY) from None
         finally:
-            self.waiting -= 1
             metrics.DB_POOL_WAITING.dec()
             metrics.DB_POOL_WAIT.observe(time.perf_counter() - asked)  # a timed-out wait too
-        self.in_use += 1
         metrics.DB_POOL_IN_USE.inc()
         try:
             context = contextvars.copy_context()  # the caller's trace context reaches the thread
@@ -153,7 +147,6 @@ class Database:
                 self._threads, context.run, self._run_blocking, work
             )
         finally:
-            self.in_use -= 1
             metrics.DB_POOL_IN_USE.dec()
             self._slots.release()
 

@@ -4,6 +4,7 @@ the Procfile. Each test starts from empty tables and an empty Redis."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import shutil
@@ -183,6 +184,25 @@ def sample(exposition: str, name: str, labels: str = "") -> float:
     """One sample of a Prometheus text exposition (`labels` as printed: `{kind="timeout"}`); 0 if absent."""
     match = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", exposition, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
+
+
+CREATE_EVENT = "com.example.order.create"
+
+
+def binary_event(
+    client: Client, data: object, *, path: str = "/", event_id: str | None = None,
+    source: str = "/shop/checkout", type_: str = CREATE_EVENT, headers: dict[str, str] | None = None,
+    **extensions: str,
+) -> requests.Response:
+    """A binary-mode CloudEvent, as Knative's Broker delivers it; `extensions` become
+    `ce-` attributes, `headers` go as they are (a W3C traceparent, say)."""
+    sent = {
+        "ce-specversion": "1.0", "ce-type": type_, "ce-source": source,
+        "ce-id": event_id or str(uuid.uuid4()), "Content-Type": "application/json",
+        **{f"ce-{name}": value for name, value in extensions.items()}, **(headers or {}),
+    }
+    body = data if isinstance(data, (str, bytes)) else json.dumps(data)
+    return client.http.post(client.url + path, data=body, headers=sent, timeout=30)
 
 
 def fresh_database(postgres: PostgresServer, name: str) -> str:

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 import requests
 
-from conftest import Client, Database, assert_problem
+from conftest import CREATE_EVENT as CREATE
+from conftest import Client, Database, assert_problem, binary_event
 
-CREATE = "com.example.order.create"
-
-
-def binary_event(
-    client: Client, data: object, *, path: str = "/", event_id: str | None = None,
-    source: str = "/shop/checkout", type_: str = CREATE, **extensions: str,
-) -> requests.Response:
-    headers = {
-        "ce-specversion": "1.0", "ce-type": type_, "ce-source": source,
-        "ce-id": event_id or str(uuid.uuid4()), "Content-Type": "application/json",
-        **{f"ce-{name}": value for name, value in extensions.items()},
-    }
-    body = data if isinstance(data, (str, bytes)) else json.dumps(data)
-    return client.http.post(client.url + path, data=body, headers=headers, timeout=30)
 
 
 def structured_event(client: Client, event: dict[str, object], path: str = "/orders") -> requests.Response:

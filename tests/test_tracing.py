@@ -44,12 +44,11 @@ import psutil
 import pytest
 import requests
 
-from conftest import Client, Database
+from conftest import CREATE_EVENT, Client, Database, binary_event
 from devserver.copies import FunctionCopy
 from devserver.servers import free_port
 from tracing.receiver import OtlpReceiver, Span
 
-CREATE_EVENT = "com.example.order.create"
 REDIS_FAILURE_KINDS = {"timeout", "connection", "readonly", "unreadable-record", "other"}
 # Export within 50 ms instead of the SDK's 5 s, so a test does not idle; and the
 # request log lines, which the copies' base settings turn off.
@@ -270,24 +269,17 @@ def test_a_wait_that_ends_with_the_originals_answer_holds_its_polls_and_says_don
 
 # --- CloudEvents -------------------------------------------------------------------------
 
+EVENT_DATA = {"productQuantity": 2, "profileId": "alice"}
+
+
 def binary_event_with_traceparent_header(url: str, traceparent: str, event_id: str) -> requests.Response:
     """As Knative's Broker delivers: binary mode, the context in the W3C header."""
-    headers = {
-        "ce-specversion": "1.0", "ce-type": CREATE_EVENT, "ce-source": "/shop/checkout",
-        "ce-id": event_id, "Content-Type": "application/json", "traceparent": traceparent,
-    }
-    return requests.post(url + "/", data=json.dumps({"productQuantity": 2, "profileId": "alice"}),
-                         headers=headers, timeout=30)
+    return binary_event(Client(url), EVENT_DATA, event_id=event_id, headers={"traceparent": traceparent})
 
 
 def binary_event_with_ce_traceparent_only(url: str, traceparent: str, event_id: str) -> requests.Response:
     """Binary mode, the context only in the event's distributed-tracing attribute."""
-    headers = {
-        "ce-specversion": "1.0", "ce-type": CREATE_EVENT, "ce-source": "/shop/checkout",
-        "ce-id": event_id, "Content-Type": "application/json", "ce-traceparent": traceparent,
-    }
-    return requests.post(url + "/", data=json.dumps({"productQuantity": 2, "profileId": "alice"}),
-                         headers=headers, timeout=30)
+    return binary_event(Client(url), EVENT_DATA, event_id=event_id, traceparent=traceparent)
 
 
 def structured_event_with_traceparent_attribute(url: str, traceparent: str, event_id: str) -> requests.Response:
@@ -295,7 +287,7 @@ def structured_event_with_traceparent_attribute(url: str, traceparent: str, even
     event = {
         "specversion": "1.0", "type": CREATE_EVENT, "source": "/shop/checkout", "id": event_id,
         "datacontenttype": "application/json", "traceparent": traceparent,
-        "data": {"productQuantity": 2, "profileId": "alice"},
+        "data": EVENT_DATA,
     }
     return requests.post(url + "/", data=json.dumps(event),
                          headers={"Content-Type": "application/cloudevents+json"}, timeout=30)
