@@ -62,10 +62,7 @@ def test_the_primary_killed_mid_storm_fails_over_and_no_key_gets_a_second_order(
 
     assert orders_at_kill < STORM_KEYS, "the storm was over before the primary was killed"
     assert new is not old
-    assert result.errors == [] and server_errors(result) == []
-    assert set(result.statuses()) <= {201, 409}
-    assert_one_order_per_key(result, db)
-    assert_acknowledged_orders_stored_once(acknowledged(result), db, "storm")
+    assert_the_storm_made_one_order_per_key_and_kept_every_acknowledged_one(result, db)
 
 
 def test_after_a_failover_every_acknowledged_order_replays_and_new_answers_are_kept_on_the_new_primary(
@@ -86,14 +83,8 @@ def test_after_a_failover_every_acknowledged_order_replays_and_new_answers_are_k
     # The copies find the new primary by themselves...
     eventually(lambda: answers_are_stored_on(new, urls), "every copy storing answers on the new primary")
     # ... and replays are served from it, not from PostgreSQL.
-    keys = [f"after-failover-{n}" for n in range(2 * COPIES)]
-    created = [replay_storm_key(urls[n % len(urls)], key) for n, key in enumerate(keys)]
     from_redis = outcome_total(urls, "replayed-redis")
-    replays = [replay_storm_key(urls[(n + 1) % len(urls)], key) for n, key in enumerate(keys)]
-
-    assert [r.status_code for r in created] == [201] * len(keys)
-    assert [r.content for r in replays] == [r.content for r in created]
-    assert {r.headers["Idempotent-Replayed"] for r in replays} == {"true"}
+    keys = assert_new_keys_replay_on_another_copy(urls, "after-failover")
     assert outcome_total(urls, "replayed-redis") == from_redis + len(keys)
 
 
@@ -109,12 +100,7 @@ def test_the_old_primary_brought_back_rejoins_as_a_replica_and_answers_stay_on_t
     assert sentinel_set.primary() is new
     assert old.client().info("replication")["role"] == "slave"
     eventually(lambda: answers_are_stored_on(new, urls), "every copy storing answers on the new primary")
-    keys = [f"after-rejoin-{n}" for n in range(2 * COPIES)]
-    created = [replay_storm_key(urls[n % len(urls)], key) for n, key in enumerate(keys)]
-    replays = [replay_storm_key(urls[(n + 1) % len(urls)], key) for n, key in enumerate(keys)]
-    assert [r.status_code for r in created] == [201] * len(keys)
-    assert [r.content for r in replays] == [r.content for r in created]
-    assert {r.headers["Idempotent-Replayed"] for r in replays} == {"true"}
+    keys = assert_new_keys_replay_on_another_copy(urls, "after-rejoin")
     assert db.order_count("storm") == len(keys)
     # The old primary holds the answers only as the new one's replica.
     eventually(lambda: idempotency_records(old) == idempotency_records(new), "the replica to catch up")
@@ -131,11 +117,27 @@ def test_a_demoted_primary_answering_readonly_is_redis_down_and_the_function_rec
     result, _ = storm_with_a_fault(urls, db, sentinel_set.demote_primary)
     new = sentinel_set.wait_for_failover(old)
 
+    assert_the_storm_made_one_order_per_key_and_kept_every_acknowledged_one(result, db)
+    eventually(lambda: answers_are_stored_on(new, urls), "every copy storing answers on the new primary")
+
+
+def assert_the_storm_made_one_order_per_key_and_kept_every_acknowledged_one(result, db: Database) -> None:  # type: ignore[no-untyped-def]
     assert result.errors == [] and server_errors(result) == []
     assert set(result.statuses()) <= {201, 409}
     assert_one_order_per_key(result, db)
     assert_acknowledged_orders_stored_once(acknowledged(result), db, "storm")
-    eventually(lambda: answers_are_stored_on(new, urls), "every copy storing answers on the new primary")
+
+
+def assert_new_keys_replay_on_another_copy(urls: list[str], prefix: str) -> list[str]:
+    """New keys created through one copy each and replayed through the next: every
+    replay is the identical answer, flagged as a replay. Returns the keys."""
+    keys = [f"{prefix}-{n}" for n in range(2 * COPIES)]
+    created = [replay_storm_key(urls[n % len(urls)], key) for n, key in enumerate(keys)]
+    replays = [replay_storm_key(urls[(n + 1) % len(urls)], key) for n, key in enumerate(keys)]
+    assert [r.status_code for r in created] == [201] * len(keys)
+    assert [r.content for r in replays] == [r.content for r in created]
+    assert {r.headers["Idempotent-Replayed"] for r in replays} == {"true"}
+    return keys
 
 
 def answers_are_stored_on(server: RedisServer, urls: list[str]) -> bool:
