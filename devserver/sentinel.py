@@ -138,11 +138,16 @@ class SentinelSet:
         return self.primary()
 
     def bring_back_as_replica(self, server: RedisServer, timeout_seconds: float = READY_TIMEOUT_SECONDS) -> None:
-        """Start a stopped server as it was; the sentinels make it a replica of the
-        current primary, and this waits until it has synced from it."""
+        """Start a stopped server again as a replica of the primary the sentinels name,
+        as the chart's start script does, and wait until it has synced from it.
+
+        Told, not left for the sentinels to convert: a returning old primary is
+        reconfigured only once every sentinel has settled the failover, which on a busy
+        machine took over a minute in one run; a pod restarts the same way (redis-chart)."""
         if not server.running:
             server.start()
         primary = self.primary()
+        server.client().replicaof("127.0.0.1", primary.port)
         _wait_until(lambda: _replica_of(server) == primary.port,
                     "the old primary to become a replica of the new one", timeout_seconds)
 
