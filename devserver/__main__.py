@@ -47,6 +47,9 @@ def main() -> int:
     try:
         return _serve(stack, host, port)
     except KeyboardInterrupt:
+        # Caught here, not around the serving loop alone: a Ctrl-C may land anywhere,
+        # even inside the print of the welcome text, and must still say what it stops.
+        print(f"\nstopping {what_ctrl_c_stops(stack)} ...", flush=True)
         return 0
     finally:
         stack.stop()
@@ -72,12 +75,8 @@ def _serve(stack: LocalStack, host: str, port: int) -> int:
         print("make run: the function stopped at start-up (its reason is printed above)", file=sys.stderr)
         return 1
     print(welcome(copy.url, stopping=what_ctrl_c_stops(stack)), flush=True)
-    try:
-        while copy.running:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        print(f"\nstopping {what_ctrl_c_stops(stack)} ...", flush=True)
-        return 0
+    while copy.running:
+        time.sleep(0.5)
     print("make run: the function exited", file=sys.stderr)
     return 1
 

@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Mapping
 
@@ -103,3 +105,25 @@ class FunctionCopy:
         self.signal(signal.SIGKILL)
         if self.process is not None:
             self.process.wait()
+
+
+def wait_all_ready(copies: Sequence[FunctionCopy], *, timeout_seconds: float = READY_TIMEOUT_SECONDS) -> None:
+    """Copies launched together (their start-ups overlap, as pods of a scale-up do) must
+    all answer within one shared deadline; if one does not, all are killed first."""
+    deadline = time.monotonic() + timeout_seconds
+    try:
+        for copy in copies:
+            copy.wait_ready(timeout_seconds=max(0.1, deadline - time.monotonic()))
+    except BaseException:
+        for copy in copies:
+            copy.kill()
+        raise
+
+
+def start_together(
+    env: Mapping[str, str], logs: Sequence[Path], *, timeout_seconds: float = READY_TIMEOUT_SECONDS,
+) -> list[FunctionCopy]:
+    """One copy per log file, all launched before any is waited for."""
+    copies = [FunctionCopy(env, log=log).start(wait=False) for log in logs]
+    wait_all_ready(copies, timeout_seconds=timeout_seconds)
+    return copies

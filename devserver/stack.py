@@ -20,7 +20,7 @@ from function.database import connect_kwargs
 from function.targets import parse_database_url
 from function.migrate import apply_migrations
 
-from .copies import LOOPBACK, FunctionCopy
+from .copies import LOOPBACK, FunctionCopy, wait_all_ready
 from .servers import PostgresServer, RedisServer
 
 _OWN_LOG = Path("copy.log")  # default for start_copy: a log of its own in the workdir
@@ -85,10 +85,7 @@ class LocalStack:
 
     def start(self) -> None:
         self.start_storage()
-        # All copies boot at once, as pods of a scale-up do; then each must answer.
-        started = [self.start_copy(wait=False) for _ in range(self.copy_count)]
-        for copy in started:
-            copy.wait_ready()
+        wait_all_ready([self.start_copy(wait=False) for _ in range(self.copy_count)])
 
     def start_storage(self) -> list[str]:
         """The servers not given by URL, and the schema; returns the migrations applied."""

@@ -17,8 +17,7 @@ import hypothesis
 import pytest
 import requests
 
-from devserver.copies import FunctionCopy
-from devserver.fleet import start_together
+from devserver.copies import FunctionCopy, start_together
 from devserver.servers import PostgresServer, RedisServer
 from function.migrate import apply_migrations
 from hardening.server_errors import LogWatch

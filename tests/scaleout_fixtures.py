@@ -11,7 +11,7 @@ import pytest
 
 from conftest import Database, migrated_postgres
 from devserver.copies import FunctionCopy
-from devserver.fleet import start_together
+from devserver.copies import start_together
 from devserver.pgbouncer import INSTALL_HINT, PgBouncerServer, pgbouncer_binary
 from devserver.sentinel import SentinelSet
 from devserver.servers import PostgresServer, RedisServer

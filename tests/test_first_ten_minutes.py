@@ -170,3 +170,17 @@ def test_with_embedded_servers_ctrl_c_names_all_three(state_dir: Path) -> None:
         stopped(run)
     assert "stopping the function, Redis and PostgreSQL ..." in said
     assert not (state_dir / "make-run.pid").exists()
+
+
+def test_a_ctrl_c_before_the_function_serves_still_says_what_it_stops_and_stops_it(state_dir: Path) -> None:
+    run = make_run(state_dir, PORT=str(free_port()))
+    try:
+        read_until(run, "Schema:")  # the servers are up; the function is not serving yet
+        said = ctrl_c(run)
+    finally:
+        stopped(run)
+    assert run.returncode == 0
+    assert "stopping the function, Redis and PostgreSQL ..." in said and "Traceback" not in said
+    assert not (state_dir / "make-run.pid").exists()
+    assert not [p for p in psutil.process_iter(["cmdline"])
+                if str(state_dir) in " ".join(p.info["cmdline"] or [])]  # nothing it started runs on
