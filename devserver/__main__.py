@@ -49,7 +49,8 @@ def main() -> int:
     except KeyboardInterrupt:
         # Caught here, not around the serving loop alone: a Ctrl-C may land anywhere,
         # even inside the print of the welcome text, and must still say what it stops.
-        print(f"\nstopping {what_ctrl_c_stops(stack)} ...", flush=True)
+        stopping = what_ctrl_c_stops(stack)
+        print(f"\nstopping {stopping} ..." if stopping else "\nstopping ...", flush=True)
         return 0
     finally:
         stack.stop()
@@ -126,9 +127,12 @@ def _alive(pid: int) -> bool:
 
 
 def what_ctrl_c_stops(stack: LocalStack) -> str:
-    started = ["the function"]
+    """What this run started (or is starting), which Ctrl-C stops: never a server it reuses."""
+    started = ["the function"] if stack.copies else []
     started += ["Redis"] if stack.redis else []
     started += ["PostgreSQL"] if stack.postgres else []
+    if not started:
+        return ""
     return " and ".join([", ".join(started[:-1]), started[-1]] if len(started) > 1 else started)
 
 

@@ -14,6 +14,7 @@ from typing import Mapping
 
 import requests
 
+from .interrupts import signals_held
 from .servers import free_port
 from .waiting import wait_until
 
@@ -57,10 +58,11 @@ class FunctionCopy:
     def start(self, *, wait: bool = True) -> FunctionCopy:
         output = open(self._log, "ab") if self._log else None
         try:
-            self.process = subprocess.Popen(
-                ["/bin/sh", "-c", "exec " + self.command], cwd=PROJECT_ROOT, env=self._env,
-                stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+            with signals_held():
+                self.process = subprocess.Popen(
+                    ["/bin/sh", "-c", "exec " + self.command], cwd=PROJECT_ROOT, env=self._env,
+                    stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+                )
         finally:
             if output is not None:
                 output.close()  # the child holds its own descriptor

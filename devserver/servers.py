@@ -15,6 +15,7 @@ import psutil
 import redis
 
 from .binaries import postgres_bin_dir, redis_server_binary
+from .interrupts import signals_held
 from .waiting import wait_until
 
 READY_TIMEOUT_SECONDS = 60.0
@@ -49,7 +50,7 @@ class _Process:
 
     def _spawn(self, command: list[str], log: Path, user: str | None = None) -> None:
         self._log = log
-        with open(log, "ab") as log_file:
+        with open(log, "ab") as log_file, signals_held():
             self.process = subprocess.Popen(
                 command, stdout=log_file, stderr=subprocess.STDOUT,
                 start_new_session=True, user=user,
@@ -140,11 +141,7 @@ class PostgresServer(_Process):
         data = self.workdir / "data"
         _prepare_dir(self.workdir, self.user)
         if not (data / "PG_VERSION").exists():
-            subprocess.run(
-                [str(self.bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
-                 "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C"],
-                check=True, capture_output=True, user=self.user,
-            )
+            self._initdb(data)
         settings = ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.workdir}",
                     "-c", f"max_connections={self.max_connections}"]
         if not self.durable:  # tests: speed over crash safety
@@ -153,6 +150,29 @@ class PostgresServer(_Process):
                     self.workdir / "postgres.log", user=self.user)
         self._wait_ready()
         return self
+
+    def _initdb(self, data: Path) -> None:
+        """A new cluster, made in a scratch directory and renamed into place once whole:
+        initdb killed half-way (Ctrl-C during the first `make run`) leaves nothing that
+        the next run would take for a cluster, and none of its processes behind."""
+        scratch = data.with_name(data.name + ".initdb")
+        for leftover in (scratch, data):  # data without PG_VERSION was never a cluster
+            shutil.rmtree(leftover, ignore_errors=True)
+        with signals_held():
+            initdb = subprocess.Popen(
+                [str(self.bin_dir / "initdb"), "-D", str(scratch), "-U", "postgres",
+                 "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C"],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, user=self.user,
+            )
+        try:
+            output, _ = initdb.communicate()
+        except BaseException:
+            os.killpg(initdb.pid, signal.SIGKILL)  # initdb and the bootstrap backend it runs
+            initdb.wait()
+            raise
+        if initdb.returncode != 0:
+            raise subprocess.CalledProcessError(initdb.returncode, initdb.args, output)
+        scratch.rename(data)
 
     def connect(self) -> pg8000.native.Connection:
         return pg8000.native.Connection(

@@ -89,12 +89,14 @@ class LocalStack:
 
     def start_storage(self) -> list[str]:
         """The servers not given by URL, and the schema; returns the migrations applied."""
+        # Each server is ours to stop from before it starts: an interrupt while it comes
+        # up (Ctrl-C in `make run`) must not leave it running.
         if not self.database_url:
-            self.postgres = PostgresServer(self.workdir / "postgres", durable=self.durable).start()
-            self.database_url = self.postgres.url
+            self.postgres = PostgresServer(self.workdir / "postgres", durable=self.durable)
+            self.database_url = self.postgres.start().url
         if not self.redis_url:
-            self.redis = RedisServer(self.workdir / "redis", durable=self.durable).start()
-            self.redis_url = self.redis.url
+            self.redis = RedisServer(self.workdir / "redis", durable=self.durable)
+            self.redis_url = self.redis.start().url
         with self.connect() as connection:
             return apply_migrations(connection.native)
 

@@ -19,6 +19,7 @@ import pytest
 
 from devserver.copies import PROJECT_ROOT
 from devserver.servers import PostgresServer, RedisServer, free_port
+from devserver.waiting import wait_until
 
 pytestmark = pytest.mark.multiprocess
 
@@ -172,15 +173,51 @@ def test_with_embedded_servers_ctrl_c_names_all_three(state_dir: Path) -> None:
     assert not (state_dir / "make-run.pid").exists()
 
 
-def test_a_ctrl_c_before_the_function_serves_still_says_what_it_stops_and_stops_it(state_dir: Path) -> None:
+def started_by(state_dir: Path) -> list[tuple[str, list[str]]]:
+    """(name, command line) of each process a `make run` with this state dir started:
+    initdb names the dir, the servers work in it (Redis retitles itself, so its command
+    line does not say), and every copy of the function inherits ORDERS_STATE_DIR."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if str(state_dir) in " ".join(process.cmdline()) or process.cwd().startswith(str(state_dir)) or \
+                    process.environ().get("ORDERS_STATE_DIR") == str(state_dir):
+                found.append((process.name(), process.cmdline()))
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
+
+
+def running_named(state_dir: Path, name: str, *, argument: str | None = None) -> bool:
+    return any(found == name and (argument is None or argument in command) for found, command in started_by(state_dir))
+
+
+MOMENTS = {  # when Ctrl-C comes: (what to wait for first, what it then says it stops)
+    "during initdb": (lambda state: running_named(state, "initdb"), "stopping PostgreSQL ..."),
+    "while PostgreSQL starts": (lambda state: running_named(state, "postgres", argument="-p"), "PostgreSQL ..."),
+    "while the function starts": (None, "Redis and PostgreSQL ..."),  # its start may not have begun yet
+}
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_a_ctrl_c_before_the_function_serves_stops_everything_it_started(state_dir: Path, moment: str) -> None:
+    started, stopping = MOMENTS[moment]
     run = make_run(state_dir, PORT=str(free_port()))
     try:
-        read_until(run, "Schema:")  # the servers are up; the function is not serving yet
+        if started is None:
+            read_until(run, "Schema:")  # the servers are up; the function is being started
+        else:
+            wait_until(lambda: started(state_dir), what=moment, timeout_seconds=60, poll_seconds=0.005)
         said = ctrl_c(run)
     finally:
         stopped(run)
     assert run.returncode == 0
-    assert "stopping the function, Redis and PostgreSQL ..." in said and "Traceback" not in said
+    assert stopping in said and "Traceback" not in said
     assert not (state_dir / "make-run.pid").exists()
-    assert not [p for p in psutil.process_iter(["cmdline"])
-                if str(state_dir) in " ".join(p.info["cmdline"] or [])]  # nothing it started runs on
+    assert started_by(state_dir) == []  # no server, no copy left
+
+    again = make_run(state_dir, PORT=str(free_port()))  # and nothing half-made stops the next run
+    try:
+        assert "serving on" in read_until(again, READY)
+    finally:
+        stopped(again)
