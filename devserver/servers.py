@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -167,7 +168,8 @@ class PostgresServer(_Process):
         try:
             output, _ = initdb.communicate()
         except BaseException:
-            os.killpg(initdb.pid, signal.SIGKILL)  # initdb and the bootstrap backend it runs
+            with contextlib.suppress(ProcessLookupError):  # it may have just ended by itself
+                os.killpg(initdb.pid, signal.SIGKILL)  # initdb and the bootstrap backend it runs
             initdb.wait()
             raise
         if initdb.returncode != 0:
