@@ -56,16 +56,19 @@ def _scenarios(r: dict[str, Any]) -> list[str]:
                 NAMES[name], at, f"{p['throughput']:.0f}", p["p50"], p["p95"], p["p99"],
                 _num(ratios.get("throughput"), 1.0), _num(ratios.get("p99"), 1.0),
                 f"{p.get('serverCpuMicrosecondsPerRequest')} ({_num(ratios.get('serverCpuPerRequest'), 1.0)})",
-                p.get("serverCpuUtilisation"), p.get("storageCpuMicrosecondsPerRequest"), _path(p),
+                p.get("serverCpuUtilisation"), p.get("serverContextSwitchesPerRequest", "-"),
+                p.get("storageCpuMicrosecondsPerRequest"), _path(p),
             ])
     columns = ["scenario", "connections", "req/s", "p50 ms", "p95 ms", "p99 ms", "x ASGI floor req/s",
-               "x ASGI floor p99", "copy CPU µs/req (x ASGI floor)", "copy CPU busy", "storage CPU µs/req",
-               "path checked"]
+               "x ASGI floor p99", "copy CPU µs/req (x ASGI floor)", "copy CPU busy",
+               "copy context switches/req", "storage CPU µs/req", "path checked"]
     return ["## Scenarios against the ASGI floor (same run, same generator)", "",
-            *_table(columns, "lrrrrrrrrrrl", rows),
+            *_table(columns, "lrrrrrrrrrrrl", rows),
             "",
             "Best of " + str(r["plan"]["rounds"]) + " round(s) per point. *copy CPU busy* is the copy's CPU "
-            "seconds per second: near 1.0 its one worker process is saturated. *storage CPU* is PostgreSQL's "
+            "seconds per second: near 1.0 its one worker process is saturated. *copy context switches* are "
+            "voluntary ones: a thread of the copy waiting for the network, for PostgreSQL or for the GIL (a create "
+            "hands the GIL between the event loop and a pg8000 thread several times). *storage CPU* is PostgreSQL's "
             "and Redis's together. *path checked*: the copy's outcome counters show every answer took the "
             "scenario's path (created, replayed-redis, replayed-postgres).",
             "",

@@ -22,7 +22,7 @@ from loadgen.audit import audit
 from loadgen.closed_loop import Measurement, NextRequest, measure
 
 from . import traffic
-from .cpu import tree_cpu_seconds
+from .cpu import tree_cpu_seconds, tree_usage
 from .plan import Plan
 from .stats import figures
 
@@ -125,10 +125,10 @@ class Scenarios:
         """Warm-up, then the measured run: its figures, CPU, and the path it took."""
         warmup = measure(url, connections, stream, seconds=self.plan.warmup_seconds)
         before = outcome_counts(url) if expect_outcome else Counter()
-        server_cpu, storage_cpu = tree_cpu_seconds([self._pids[url]]), tree_cpu_seconds(self._storage_pids)
+        server, storage_cpu = tree_usage([self._pids[url]]), tree_cpu_seconds(self._storage_pids)
         measured = measure(url, connections, stream, seconds=self.plan.seconds)
-        server_cpu = tree_cpu_seconds([self._pids[url]]) - server_cpu
-        storage_cpu = tree_cpu_seconds(self._storage_pids) - storage_cpu
+        server = tree_usage([self._pids[url]]) - server
+        server_cpu, storage_cpu = server.cpu_seconds, tree_cpu_seconds(self._storage_pids) - storage_cpu
         result = figures(measured)
         result["warmupRequests"] = len(warmup.answers)
         if measured.answers:
@@ -136,6 +136,7 @@ class Scenarios:
             result["serverCpuUtilisation"] = round(server_cpu / measured.wall_seconds, 2)
             result["serverCpuMicrosecondsPerRequest"] = round(server_cpu / len(measured.answers) * 1e6)
             result["storageCpuMicrosecondsPerRequest"] = round(storage_cpu / len(measured.answers) * 1e6)
+            result["serverContextSwitchesPerRequest"] = round(server.voluntary_switches / len(measured.answers), 1)
         if expect_outcome:
             took = outcome_counts(url) - before
             result["outcomes"] = dict(took)

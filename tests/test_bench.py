@@ -28,6 +28,7 @@ def test_a_quick_bench_measures_both_floors_the_function_and_judges_every_target
     for name, points in results["scenarios"].items():
         for point in points.values():
             assert point["requests"] > 0 and point["errors"] == 0, (name, point)
+            assert point["serverContextSwitchesPerRequest"] >= 0, (name, point)
     assert "--asgi" in results["floorCommands"]["floorAsgi"]
     assert "--asgi" not in results["floorCommands"]["floorDefault"]
     assert all(point["tookExpectedPath"] for name in ("create", "replay", "replayAfterFlush")
