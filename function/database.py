@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import os
 import queue
 import struct
 import time
@@ -96,7 +95,8 @@ def _unnamed(sql: str) -> tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]]
 
 
 class Database:
-    """At most `pool_size` connections and as many threads, made on first need."""
+    """At most `pool_size` connections and as many threads, made on first need. One per
+    worker process (service.for_this_process builds it after the fork), never shared."""
 
     def __init__(
         self,
@@ -124,7 +124,6 @@ class Database:
         self._slots = asyncio.Semaphore(pool_size)
         self._threads = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="pg8000")
         self._idle: queue.LifoQueue[Session] = queue.LifoQueue()
-        self._pid = os.getpid()
         self._before_first_query = before_first_query
         metrics.DB_POOL_MAX.set(pool_size)
 
@@ -176,9 +175,6 @@ class Database:
         raise AssertionError("unreachable")
 
     def _take(self) -> tuple[Session, bool]:
-        if os.getpid() != self._pid:  # forked: the parent's sockets are not ours to use
-            self._idle = queue.LifoQueue()
-            self._pid = os.getpid()
         try:
             return self._idle.get_nowait(), True
         except queue.Empty:
