@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 from pathlib import Path
+from urllib.parse import quote
 
 import pg8000.native
 import psutil
@@ -17,6 +18,7 @@ import redis
 
 from .binaries import postgres_bin_dir, redis_server_binary
 from .interrupts import signals_held
+from .tls import Certificates
 from .waiting import wait_until
 
 READY_TIMEOUT_SECONDS = 60.0
@@ -191,27 +193,43 @@ class PostgresServer(_Process):
 
 
 class RedisServer(_Process):
-    def __init__(self, workdir: Path, port: int | None = None, *, durable: bool = False):
+    """`tls`: TLS only (no plain port), clients verified against nothing, the server
+    against `tls.authority`; its URL is then `rediss://` naming that authority."""
+
+    def __init__(
+        self, workdir: Path, port: int | None = None, *, durable: bool = False, tls: Certificates | None = None,
+    ):
         super().__init__()
         self.workdir = workdir
         self.port = port or free_port()
         self.durable = durable
+        self.tls = tls
         self.binary = redis_server_binary()
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={quote(str(self.tls.authority))}"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         persistence = ["--appendonly", "yes"] if self.durable else ["--appendonly", "no"]
-        self._spawn([str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1",
+        listen = ["--port", str(self.port)]
+        if self.tls is not None:
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls.certificate),
+                      "--tls-key-file", str(self.tls.key), "--tls-ca-cert-file", str(self.tls.authority),
+                      "--tls-auth-clients", "no"]
+        self._spawn([str(self.binary), *listen, "--bind", "127.0.0.1",
                      "--save", "", *persistence, "--dir", str(self.workdir)],
                     self.workdir / "redis.log")
         self._wait_ready()
         return self
 
     def client(self) -> redis.Redis:
+        if self.tls is not None:
+            return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, ssl=True,
+                               ssl_ca_certs=str(self.tls.authority))
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
 
     def _answers(self) -> bool:
