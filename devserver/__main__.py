@@ -29,11 +29,26 @@ class CannotStart(Exception):
     """A reason `make run` stops before serving, said in one line."""
 
 
+class _StopAsked:
+    """Ctrl-C or SIGTERM: raise KeyboardInterrupt wherever the program is, and remember
+    it. Python swallows an exception raised while a finaliser (`__del__`) runs, so a
+    Ctrl-C landing in the garbage collector would be lost: the serving loop asks again."""
+
+    asked = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.asked = True
+        raise KeyboardInterrupt
+
+
+STOP = _StopAsked()
+
+
 def main() -> int:
-    # Ctrl-C and SIGTERM both end the loop below and stop everything started so far;
-    # SIGINT is set explicitly because a shell starting us in the background ignores it.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Ctrl-C and SIGTERM both end the run and stop everything started so far; SIGINT is
+    # set explicitly because a shell starting us in the background ignores it.
+    signal.signal(signal.SIGINT, STOP)
+    signal.signal(signal.SIGTERM, STOP)
     try:
         host, port = listen_address(os.environ)
         claim_state_dir(STATE_DIR)
@@ -77,6 +92,8 @@ def _serve(stack: LocalStack, host: str, port: int) -> int:
         return 1
     print(welcome(copy.url, stopping=what_ctrl_c_stops(stack)), flush=True)
     while copy.running:
+        if STOP.asked:  # its KeyboardInterrupt was swallowed on the way
+            raise KeyboardInterrupt
         time.sleep(0.5)
     print("make run: the function exited", file=sys.stderr)
     return 1

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import pg8000.native
@@ -18,8 +19,10 @@ import redis
 
 from .binaries import postgres_bin_dir, redis_server_binary
 from .interrupts import signals_held
-from .tls import Certificates
 from .waiting import wait_until
+
+if TYPE_CHECKING:  # only the TLS tests make certificates: `make run` does not import cryptography
+    from .tls import Certificates
 
 READY_TIMEOUT_SECONDS = 60.0
 
@@ -234,7 +237,8 @@ class RedisServer(_Process):
 
     def _answers(self) -> bool:
         try:
-            return bool(self.client().ping())
+            with self.client() as client:  # closed now, not left to a finaliser
+                return bool(client.ping())
         except redis.RedisError:
             return False
 
