@@ -1,4 +1,4 @@
-"""`python -m bench [--quick]`: every figure the README quotes, in one run, on one machine,
+"""`python -m bench [--quick]`: every figure docs/bench.md quotes, in one run, on one machine,
 with one load generator; writes bench/results/latest.json and latest.md.
 
 The floors (a bare functions-framework function on the default stack and on the ASGI

@@ -1,4 +1,4 @@
-"""latest.md: the run's figures as Markdown tables, quoted in the README as they are."""
+"""latest.md: the run's figures as Markdown tables, quoted in docs/bench.md as they are."""
 
 from __future__ import annotations
 

@@ -12,12 +12,12 @@ from typing import Callable
 
 import requests
 
-from conftest import Client, Database
 from devserver.waiting import NotReady, wait_until
 from loadgen.audit import audit
 from loadgen.keyed import KeyedLoad
 from loadgen.storm import LoadShape, Result, Run, fire
-from test_concurrency import assert_one_order_per_key as assert_run_one_order_per_key
+from support import Client, Database
+from support import assert_one_order_per_key as assert_run_one_order_per_key
 
 __all__ = [
     "KeyedLoad", "StormResult", "acknowledged", "assert_acknowledged_orders_stored_once",

@@ -9,12 +9,12 @@ from typing import Iterator
 
 import pytest
 
-from conftest import Database, migrated_postgres
 from devserver.copies import FunctionCopy
 from devserver.copies import start_together
 from devserver.pgbouncer import INSTALL_HINT, PgBouncerServer, pgbouncer_binary
 from devserver.sentinel import SentinelSet
 from devserver.servers import PostgresServer, RedisServer
+from support import Database, empty_stores, migrated_postgres
 
 # Copies behind the one PgBouncer; SCALEOUT_COPIES=48 tries more.
 POOLED_COPIES = int(os.environ.get("SCALEOUT_COPIES", "24"))
@@ -72,8 +72,7 @@ def pooled_db(
         if not server.running:
             server.start()
     database = Database(small_postgres)
-    database.execute("TRUNCATE orders RESTART IDENTITY")
-    redis_server.client().flushall()
+    empty_stores(database, redis_server)
     yield database
     for server in servers:
         if not server.running:

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from conftest import Client, Database, assert_problem
+from support import Client, Database, assert_problem
 from function.settings import ConfigError, Settings
 
 pytestmark = pytest.mark.multiprocess

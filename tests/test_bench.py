@@ -1,5 +1,5 @@
 """`python -m bench --quick` inside the normal run: the suite still measures every scenario
-the README quotes. Its figures are reported, never asserted: a shared machine's numbers
+docs/bench.md quotes. Its figures are reported, never asserted: a shared machine's numbers
 are not a test."""
 
 from __future__ import annotations

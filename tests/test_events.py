@@ -7,8 +7,8 @@ import json
 import pytest
 import requests
 
-from conftest import CREATE_EVENT as CREATE
-from conftest import Client, Database, assert_problem, binary_event
+from support import CREATE_EVENT as CREATE
+from support import Client, Database, assert_problem, binary_event
 
 
 

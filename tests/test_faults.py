@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from conftest import Client, Database, assert_problem
+from support import Client, Database, assert_problem
 
 pytestmark = pytest.mark.multiprocess
 

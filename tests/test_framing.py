@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from conftest import ORDER, Client, Database
+from support import ORDER, Client, Database
 from hardening.raw_http import exchange
 
 BODY = json.dumps(ORDER).encode()

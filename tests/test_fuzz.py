@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from conftest import Database
+from support import Database
 from hardening.documented import documented_operations, load_document
 from function.fingerprint import fingerprint
 from function.inputs import MAX_KEY_LENGTH, decode_json, parse_idempotency_key

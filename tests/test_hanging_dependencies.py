@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import Client, Database
+from support import Client, Database
 from loadgen.audit import audit
 from loadgen.keyed import KeyedLoad
 

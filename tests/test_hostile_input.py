@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import ORDER, Client, Database
+from support import ORDER, Client, Database
 from hardening.raw_http import send_raw
 
 VICTIM = "victim"

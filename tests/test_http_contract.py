@@ -9,7 +9,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import ORDER, Client, Database, assert_problem
+from support import ORDER, Client, Database, assert_problem
 
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 

@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 import pytest
 import requests
 
-from conftest import Client, Database, sample
+from support import Client, Database, sample
 from devserver.copies import FunctionCopy
 
 pytestmark = pytest.mark.multiprocess

@@ -14,7 +14,7 @@ import pytest
 import requests
 from openapi_spec_validator import validate
 
-from conftest import ORDER, Client, Database
+from support import ORDER, Client, Database
 from function.fingerprint import fingerprint
 from function.inputs import order_request_from
 from function.records import InFlight, encode, redis_key

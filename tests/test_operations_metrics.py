@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import requests
 
-from conftest import ORDER, Client, Database, sample
+from support import ORDER, Client, Database, sample
 from devserver.copies import FunctionCopy
 from devserver.servers import free_port
 from function.fingerprint import fingerprint

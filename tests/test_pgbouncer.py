@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import Database
+from support import Database
 from devserver.copies import FunctionCopy
 from devserver.pgbouncer import PgBouncerServer
 from devserver.servers import PostgresServer

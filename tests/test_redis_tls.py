@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import Client, Database
+from support import Client, Database
 from devserver.copies import FunctionCopy
 from devserver.servers import RedisServer
 from devserver.tls import make_certificates

@@ -11,7 +11,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import Database
+from support import Database
 from devserver.sentinel import SentinelSet
 from devserver.servers import RedisServer
 from scaleout import (

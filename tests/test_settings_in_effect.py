@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from conftest import Client, Database, assert_problem
+from support import Client, Database, assert_problem
 
 pytestmark = pytest.mark.multiprocess
 
@@ -93,7 +93,7 @@ def test_without_auto_migrate_an_unmigrated_database_is_a_503_not_a_500(
 
 
 def _fingerprint() -> str:
-    from conftest import ORDER
+    from support import ORDER
     from function.fingerprint import fingerprint
     from function.inputs import order_request_from
 

@@ -18,7 +18,7 @@ import pg8000.native
 import pytest
 import requests
 
-from conftest import fresh_database
+from support import fresh_database
 from devserver.copies import PROJECT_ROOT, FunctionCopy
 from devserver.servers import PostgresServer, RedisServer, free_port
 from devserver.waiting import wait_until

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from conftest import Client, Database
+from support import Client, Database
 
 pytestmark = pytest.mark.multiprocess
 

@@ -11,7 +11,7 @@ import pg8000.native
 import pytest
 import requests
 
-from conftest import fresh_database
+from support import fresh_database
 from devserver.copies import FunctionCopy
 from function.migrate import ADVISORY_LOCK_ID
 

@@ -44,7 +44,7 @@ import psutil
 import pytest
 import requests
 
-from conftest import CREATE_EVENT, Client, Database, binary_event
+from support import CREATE_EVENT, Client, Database, binary_event
 from devserver.copies import FunctionCopy
 from devserver.servers import free_port
 from tracing.receiver import OtlpReceiver, Span
@@ -186,7 +186,7 @@ def test_a_replay_is_answered_from_redis_with_no_insert(
 def test_a_duplicate_that_waits_for_its_original_has_a_wait_span_saying_how_it_ended(
     traced: Callable[..., FunctionCopy], receiver: OtlpReceiver, redis_server: Any,
 ) -> None:
-    from conftest import ORDER
+    from support import ORDER
     from function.fingerprint import fingerprint
     from function.inputs import order_request_from
     from function.records import InFlight, encode, redis_key
@@ -238,7 +238,7 @@ def test_a_create_with_redis_down_is_degraded_and_its_failed_redis_call_is_an_er
 def test_a_wait_that_ends_with_the_originals_answer_holds_its_polls_and_says_done(
     traced: Callable[..., FunctionCopy], receiver: OtlpReceiver, redis_server: Any,
 ) -> None:
-    from conftest import ORDER
+    from support import ORDER
     from function.fingerprint import fingerprint
     from function.inputs import order_request_from
     from function.records import Done, InFlight, encode, redis_key

@@ -11,7 +11,7 @@ import psutil
 import pytest
 import requests
 
-from conftest import ORDER, Client, Database
+from support import ORDER, Client, Database
 
 pytestmark = pytest.mark.multiprocess
 

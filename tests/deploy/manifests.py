@@ -22,10 +22,10 @@ KNATIVE = REPO / "knative"
 REDIS_CHART = REPO / "redis-chart"
 POSTGRES_K8S = REPO / "postgres" / "k8s"
 
-# minikube's Kubernetes in docs/deploy-minikube.md; Knative 1.17 supports it.
+# minikube's Kubernetes in docs/deploying.md; Knative 1.17 supports it.
 KUBERNETES_VERSION = "1.30.0"
 
-# The release and namespace docs/deploy-minikube.md installs the chart as.
+# The release and namespace docs/deploying.md installs the chart as.
 REDIS_RELEASE = "orders-redis"
 NAMESPACE = "orders"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import Client
+from support import Client
 
 from .manifests import KNATIVE, find, load_documents, validate_core
 
