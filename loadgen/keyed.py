@@ -18,6 +18,8 @@ from typing import Any
 
 import requests
 
+from devserver.waiting import NotReady, wait_until
+
 # 409 (original still in flight) and 503 (PostgreSQL busy) say "retry": a client does.
 RETRY_STATUSES = (409, 503)
 CUT = 0  # the status counted for an attempt whose connection died (refused, reset, cut short)
@@ -93,9 +95,13 @@ class KeyedLoad:
             thread.join()
 
     def wait_until_acknowledged(self, count: int, timeout_seconds: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_seconds
-        while len(self.acknowledged) < count and time.monotonic() < deadline:
-            time.sleep(0.005)
+        """Until the clients heard `count` 201s; NotReady (naming what did happen) if not."""
+        wait_until(
+            lambda: len(self.acknowledged) >= count or bool(self.failures),
+            what=f"{count} acknowledged orders", timeout_seconds=timeout_seconds, poll_seconds=0.005,
+        )
+        if self.failures:
+            raise NotReady(f"the clients failed before {count} orders were acknowledged: {self.failures[:3]}")
 
     def acknowledged_orders(self) -> dict[tuple[str, str], str]:
         """(profile, key) -> order id: what the auditor holds PostgreSQL to."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import uuid
 from collections import defaultdict
 from typing import Any
@@ -14,6 +15,7 @@ import requests
 
 from devserver.servers import PostgresServer, RedisServer
 from function.migrate import apply_migrations
+from function.records import InFlight, decode, redis_key
 from loadgen.audit import audit
 from loadgen.storm import Run
 
@@ -152,3 +154,30 @@ def assert_one_order_per_key(run: Run, db: Database) -> None:
     for key_index, bodies in answers.items():
         assert len({body for body, _ in bodies}) == 1, f"key {key_index}: several different orders answered"
         assert sum(replayed for _, replayed in bodies) == len(bodies) - 1  # all but the creator's are replays
+
+
+def metric(client: Client, name: str, labels: str = "") -> float:
+    """One sample of the copy's own /metrics (see `sample`)."""
+    return sample(client.get("/metrics", profile=None).text, name, labels)
+
+
+def redis_script_calls(redis_server: RedisServer) -> int:
+    """Lua script calls Redis has run (INFO commandstats): every claim-or-read, finish
+    and release is one, so a rising count shows a duplicate polling for its original."""
+    stats = redis_server.client().info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval"))
+
+
+def claim_held(redis_server: RedisServer, profile: str, key: str) -> bool:
+    """Whether some request holds the key's claim in Redis right now."""
+    raw = redis_server.client().get(redis_key(profile, key))
+    return raw is not None and isinstance(decode(raw), InFlight)
+
+
+def accepts_connections(url: str) -> bool:
+    host, port = url.rsplit("//", 1)[1].rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
+    return True

@@ -2,21 +2,39 @@
 
 from __future__ import annotations
 
-import asyncio
+import json
 
 import pytest
 
+from devserver.servers import RedisServer
+from devserver.waiting import wait_until
 from function.claims import CacheUnavailable, ClaimStore
 from function.records import Claimed, Done, InFlight, encode, redis_key
 from function.targets import parse_redis_url
 
 KEY = redis_key("alice", "k")
+# Long enough that the record (kept twice the lease) outlives the lease by a second: a
+# busy machine's pause between "the lease ran out" and the next call cannot lose it.
+LEASE_MS = 1_000
 pytestmark = pytest.mark.anyio  # the store is the function's own async client
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def wait_for_the_lease_to_run_out(redis_server: RedisServer) -> None:
+    """Until Redis's clock (the only one a lease is judged by) passes the claim's lease."""
+    client = redis_server.client()
+    lease_until_ms = json.loads(client.get(KEY))["lease_until_ms"]
+
+    def redis_now_ms() -> int:
+        seconds, microseconds = client.time()
+        return seconds * 1000 + microseconds // 1000
+
+    wait_until(lambda: redis_now_ms() > lease_until_ms, what="the lease to run out in Redis", timeout_seconds=10)
+    assert client.exists(KEY)  # still there: the record lives twice the lease
 
 
 @pytest.fixture
@@ -30,9 +48,11 @@ async def test_the_first_claim_wins_and_later_ones_read_it(claims: ClaimStore) -
     assert isinstance(found, InFlight) and (found.fingerprint, found.owner) == ("fp", "a")
 
 
-async def test_a_claim_whose_lease_ran_out_is_taken_over_and_the_takeover_is_reported(claims: ClaimStore) -> None:
-    await claims.claim_or_read(KEY, InFlight("fp", "slow"), 50)
-    await asyncio.sleep(0.07)  # past the lease by Redis's clock, within the record's 2 x lease
+async def test_a_claim_whose_lease_ran_out_is_taken_over_and_the_takeover_is_reported(
+    claims: ClaimStore, redis_server: RedisServer,
+) -> None:
+    await claims.claim_or_read(KEY, InFlight("fp", "slow"), LEASE_MS)
+    wait_for_the_lease_to_run_out(redis_server)
 
     assert await claims.claim_or_read(KEY, InFlight("fp", "next"), 10_000) == Claimed(taken_over=True)
 
@@ -43,9 +63,11 @@ async def test_a_live_lease_is_never_taken_over(claims: ClaimStore) -> None:
     assert isinstance(found, InFlight) and found.owner == "a"
 
 
-async def test_a_copy_whose_lease_ran_out_cannot_overwrite_or_free_the_next_owners_claim(claims: ClaimStore) -> None:
-    await claims.claim_or_read(KEY, InFlight("fp", "slow"), 50)
-    await asyncio.sleep(0.07)  # the slow owner's lease runs out in Redis
+async def test_a_copy_whose_lease_ran_out_cannot_overwrite_or_free_the_next_owners_claim(
+    claims: ClaimStore, redis_server: RedisServer,
+) -> None:
+    await claims.claim_or_read(KEY, InFlight("fp", "slow"), LEASE_MS)
+    wait_for_the_lease_to_run_out(redis_server)
     assert await claims.claim_or_read(KEY, InFlight("fp", "next"), 10_000) == Claimed(taken_over=True)
 
     await claims.finish(KEY, "slow", Done("fp", "order-1", b"{}"), 60_000)
@@ -55,9 +77,12 @@ async def test_a_copy_whose_lease_ran_out_cannot_overwrite_or_free_the_next_owne
     assert isinstance(found, InFlight) and found.owner == "next"
 
 
-async def test_a_claim_nobody_takes_over_is_gone_after_twice_its_lease(claims: ClaimStore) -> None:
+async def test_a_claim_nobody_takes_over_is_gone_after_twice_its_lease(
+    claims: ClaimStore, redis_server: RedisServer,
+) -> None:
     await claims.claim_or_read(KEY, InFlight("fp", "crashed"), 50)
-    await asyncio.sleep(0.15)
+    assert 0 < redis_server.client().pttl(KEY) <= 100  # Redis keeps it twice the lease, then drops it
+    wait_until(lambda: not redis_server.client().exists(KEY), what="the dead claim to expire", timeout_seconds=10)
     assert await claims.claim_or_read(KEY, InFlight("fp", "next"), 10_000) == Claimed()
 
 

@@ -9,7 +9,8 @@ import time
 import pytest
 import requests
 
-from support import Client, Database, assert_problem
+from devserver.waiting import wait_until
+from support import Client, Database, assert_problem, claim_held
 
 pytestmark = pytest.mark.multiprocess
 
@@ -69,7 +70,9 @@ def test_the_redis_fast_path_comes_back_by_itself_after_a_restart(
     api: Client, db: Database, redis_server
 ) -> None:  # type: ignore[no-untyped-def]
     redis_server.restart()
-    time.sleep(1.2)  # past the cool-down after the first failure
+    # /healthz asks Redis even while cooling down, and an answer ends the cool-down.
+    wait_until(lambda: api.get("/healthz", profile=None).json()["redis"] == "ok", what="Redis back",
+               timeout_seconds=30)
     api.create(key="after-restart")
     api.create(key="after-restart")  # maybe still from PostgreSQL if the client reconnected late
     before = api.outcome_count("replayed-redis")
@@ -112,7 +115,7 @@ def test_after_a_postgresql_restart_the_first_request_does_not_fail_on_a_stale_c
 
 
 def test_a_claim_left_by_a_crashed_copy_blocks_its_key_no_longer_than_the_lease(
-    start_copies, db: Database, postgres
+    start_copies, db: Database, postgres, redis_server
 ) -> None:  # type: ignore[no-untyped-def]
     lease_seconds = 2
     doomed, survivor = start_copies(
@@ -129,19 +132,24 @@ def test_a_claim_left_by_a_crashed_copy_blocks_its_key_no_longer_than_the_lease(
         target=lambda: _ignore_errors(lambda: Client(doomed.url).create(key="orphan", timeout=10))
     )
     hung.start()
-    time.sleep(0.5)
+    wait_until(lambda: claim_held(redis_server, "alice", "orphan"), what="the doomed copy's claim", timeout_seconds=30)
     doomed.kill()
     killed_at = time.monotonic()
     postgres.resume()
     hung.join()
 
     # when: a client retries on the surviving copy until it is answered.
-    first = client.create(key="orphan")
-    answer = first
-    while answer.status_code == 409:
-        assert answer.headers["Retry-After"]
-        time.sleep(0.1)
-        answer = client.create(key="orphan")
+    answers = [client.create(key="orphan")]
+
+    def answered() -> bool:
+        if answers[-1].status_code != 409:
+            return True
+        assert answers[-1].headers["Retry-After"]
+        answers.append(client.create(key="orphan"))
+        return answers[-1].status_code != 409
+
+    wait_until(answered, what="the orphaned key to be answered", timeout_seconds=30, poll_seconds=0.1)
+    first, answer = answers[0], answers[-1]
     unblocked_after = time.monotonic() - killed_at
 
     # then: blocked (or, if the dead copy's INSERT had reached PostgreSQL, answered with

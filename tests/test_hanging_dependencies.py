@@ -10,9 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from support import Client, Database
+from devserver.waiting import wait_until
 from loadgen.audit import audit
 from loadgen.keyed import KeyedLoad
+from support import Client, Database, metric
 
 pytestmark = pytest.mark.multiprocess
 
@@ -22,6 +23,13 @@ POSTGRES_TIMEOUT_SECONDS = 2.0  # DATABASE_CONNECT_/STATEMENT_TIMEOUT_SECONDS th
 # have fired (function/database.py); the rest is slack for two busy shared cores.
 POSTGRES_HANG_NOTICED_SECONDS = POSTGRES_TIMEOUT_SECONDS + 1.0 + 1.5
 COOL_DOWN_SECONDS = 1.0  # function/claims.py: Redis is skipped this long after a failure
+
+
+def wait_for_redis_in_use(client: Client) -> None:
+    """Until the copy uses Redis again: /healthz asks Redis even while a failure's
+    cool-down runs, and an answer ends the cool-down."""
+    wait_until(lambda: client.get("/healthz", profile=None).json()["redis"] == "ok", what="Redis in use",
+               timeout_seconds=30)
 
 
 def degraded_count(client: Client) -> float:
@@ -40,7 +48,7 @@ def test_with_redis_hanging_orders_are_made_and_replayed_from_postgresql_within_
     api: Client, db: Database, redis_server
 ) -> None:  # type: ignore[no-untyped-def]
     before_pause = api.create(key="before-pause")
-    time.sleep(COOL_DOWN_SECONDS)  # no cool-down left from an earlier test: Redis is asked
+    wait_for_redis_in_use(api)  # no cool-down left from an earlier test: Redis is asked
     degraded_before = degraded_count(api)
     redis_server.pause()
     try:
@@ -65,7 +73,7 @@ def test_with_redis_hanging_orders_are_made_and_replayed_from_postgresql_within_
 def test_after_redis_resumes_the_fast_path_comes_back_by_itself(
     api: Client, db: Database, redis_server
 ) -> None:  # type: ignore[no-untyped-def]
-    time.sleep(COOL_DOWN_SECONDS)
+    wait_for_redis_in_use(api)
     redis_server.pause()
     try:
         assert api.create(key="while-hung").status_code == 201
@@ -76,18 +84,19 @@ def test_after_redis_resumes_the_fast_path_comes_back_by_itself(
 
     # A new key, created and replayed until Redis serves the replay again.
     created = api.create(key="after-resume")
-    while api.outcome_count("replayed-redis") == before and time.monotonic() - resumed_at < 10:
-        assert api.create(key="after-resume").content == created.content
-        time.sleep(0.1)
 
-    assert api.outcome_count("replayed-redis") > before
+    def replayed_from_redis() -> bool:
+        assert api.create(key="after-resume").content == created.content
+        return api.outcome_count("replayed-redis") > before
+
+    wait_until(replayed_from_redis, what="a replay from Redis", timeout_seconds=10, poll_seconds=0.1)
     assert time.monotonic() - resumed_at < COOL_DOWN_SECONDS + 2.0
 
 
 def test_a_key_made_while_redis_hung_is_not_blocked_by_the_claim_redis_runs_when_it_resumes(
     api: Client, db: Database, redis_server
 ) -> None:  # type: ignore[no-untyped-def]
-    time.sleep(COOL_DOWN_SECONDS)
+    wait_for_redis_in_use(api)
     redis_server.pause()
     try:
         made_while_hung = api.create(key="while-hung")
@@ -95,7 +104,7 @@ def test_a_key_made_while_redis_hung_is_not_blocked_by_the_claim_redis_runs_when
         redis_server.resume()
     # The claim sent to the hung Redis sat in its socket; resumed, Redis runs it, and an
     # in-flight record now names a request that finished long ago on PostgreSQL alone.
-    time.sleep(COOL_DOWN_SECONDS + 0.2)
+    wait_for_redis_in_use(api)
 
     replay, seconds = timed(lambda: api.create(key="while-hung"))
 
@@ -144,7 +153,9 @@ def test_a_copy_killed_under_load_leaves_one_order_per_key_and_every_acknowledge
     # A short hang of PostgreSQL holds requests in flight (half the clients live on the
     # doomed copy), so the kill surely cuts some after their claim, around their INSERT.
     postgres.pause()
-    time.sleep(0.3)
+    doomed_client = Client(doomed.url)
+    wait_until(lambda: metric(doomed_client, "orders_db_pool_connections_in_use") >= 1,
+               what="a request of the doomed copy held on PostgreSQL", timeout_seconds=30)
     killed_at = time.monotonic()
     doomed.kill()
     postgres.resume()

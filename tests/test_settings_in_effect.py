@@ -8,7 +8,9 @@ import time
 import pytest
 import requests
 
-from support import Client, Database, assert_problem
+from devserver.waiting import wait_until
+from function.records import redis_key
+from support import Client, Database, assert_problem, claim_held, redis_script_calls
 
 pytestmark = pytest.mark.multiprocess
 
@@ -44,7 +46,7 @@ def test_without_required_keys_a_keyless_post_creates_an_order_each_time(start_c
 
 
 def test_a_finished_key_leaves_redis_after_the_ttl_and_is_then_replayed_from_postgresql(
-    start_copies, db: Database
+    start_copies, db: Database, redis_server
 ) -> None:  # type: ignore[no-untyped-def]
     (copy,) = start_copies(1, IDEMPOTENCY_TTL_SECONDS="1")
     client = Client(copy.url)
@@ -52,7 +54,8 @@ def test_a_finished_key_leaves_redis_after_the_ttl_and_is_then_replayed_from_pos
     client.create(key="short-lived")
     assert client.outcome_count("replayed-redis") == 1
 
-    time.sleep(1.3)
+    record = redis_key("alice", "short-lived")
+    wait_until(lambda: not redis_server.client().exists(record), what="the answer's TTL to run out", timeout_seconds=30)
     replay = client.create(key="short-lived")
 
     assert replay.content == original.content
@@ -101,7 +104,7 @@ def _fingerprint() -> str:
 
 
 def test_a_duplicate_on_another_copy_waits_for_the_original_and_answers_with_its_order(
-    start_copies, db: Database, postgres
+    start_copies, db: Database, postgres, redis_server
 ) -> None:  # type: ignore[no-untyped-def]
     first_copy, second_copy = start_copies(2)
     # given: the original's INSERT is held back by an uncommitted row for the same key,
@@ -113,10 +116,13 @@ def test_a_duplicate_on_another_copy_waits_for_the_original_and_answers_with_its
     answers: dict[str, requests.Response] = {}
     original = threading.Thread(target=lambda: answers.update(original=Client(first_copy.url).create(key="slow")))
     original.start()
-    time.sleep(0.3)
+    wait_until(lambda: claim_held(redis_server, "alice", "slow"), what="the original's claim", timeout_seconds=30)
+    calls_before = redis_script_calls(redis_server)
     duplicate = threading.Thread(target=lambda: answers.update(duplicate=Client(second_copy.url).create(key="slow")))
     duplicate.start()
-    time.sleep(0.5)
+    # Its claim-or-read found the original's claim, and it polled again: it is waiting.
+    wait_until(lambda: redis_script_calls(redis_server) >= calls_before + 2, what="the duplicate to wait",
+               timeout_seconds=30)
 
     # when: the original may go on.
     blocker.run("ROLLBACK")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import requests
 
-from support import Client, Database
+from devserver.waiting import wait_until
+from support import Client, Database, accepts_connections, claim_held
 
 pytestmark = pytest.mark.multiprocess
 
@@ -23,9 +23,9 @@ def test_sigterm_lets_an_in_flight_create_finish_and_publish_its_answer(
     postgres.pause()  # the create below claims its key, then waits on PostgreSQL
     in_flight = threading.Thread(target=lambda: answers.append(Client(stopping.url).create(key="late")))
     in_flight.start()
-    time.sleep(0.3)
+    wait_until(lambda: claim_held(redis_server, "alice", "late"), what="the create's claim", timeout_seconds=30)
     stopping.signal(15)  # SIGTERM, as the kubelet sends
-    time.sleep(0.3)
+    wait_until(lambda: not accepts_connections(stopping.url), what="the copy to stop accepting", timeout_seconds=30)
     postgres.resume()
     in_flight.join(timeout=30)
     exit_code = stopping.process.wait(timeout=30)

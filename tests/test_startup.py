@@ -4,16 +4,16 @@ outside request time, and a malformed value stopping the start-up with one clear
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pg8000.native
 import pytest
 import requests
 
-from support import fresh_database
 from devserver.copies import FunctionCopy
+from devserver.waiting import wait_until
 from function.migrate import ADVISORY_LOCK_ID
+from support import fresh_database
 
 pytestmark = pytest.mark.multiprocess
 
@@ -71,7 +71,8 @@ def test_the_schema_is_applied_before_the_first_request_outside_its_timeouts(
     ).start(wait=False)
     try:
         # No request has been sent: the schema appears by itself once the lock is free.
-        assert _wait_for_schema(postgres.port, "slow_start", timeout_seconds=30)
+        wait_until(lambda: _schema_applied(postgres.port, "slow_start"), what="the schema", timeout_seconds=30,
+                   poll_seconds=0.1)
         copy.wait_ready()
         created = requests.post(
             copy.url + "/orders", json={"productQuantity": 1},
@@ -83,14 +84,9 @@ def test_the_schema_is_applied_before_the_first_request_outside_its_timeouts(
         copy.stop()
 
 
-def _wait_for_schema(port: int, database: str, *, timeout_seconds: float) -> bool:
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        connection = pg8000.native.Connection("postgres", host="127.0.0.1", port=port, database=database)
-        try:
-            if connection.run("SELECT to_regclass('public.orders') IS NOT NULL")[0][0]:
-                return True
-        finally:
-            connection.close()
-        time.sleep(0.1)
-    return False
+def _schema_applied(port: int, database: str) -> bool:
+    connection = pg8000.native.Connection("postgres", host="127.0.0.1", port=port, database=database)
+    try:
+        return bool(connection.run("SELECT to_regclass('public.orders') IS NOT NULL")[0][0])
+    finally:
+        connection.close()

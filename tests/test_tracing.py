@@ -34,7 +34,6 @@ import json
 import secrets
 import subprocess
 import sys
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -44,9 +43,10 @@ import psutil
 import pytest
 import requests
 
-from support import CREATE_EVENT, Client, Database, binary_event
 from devserver.copies import FunctionCopy
 from devserver.servers import free_port
+from devserver.waiting import wait_until
+from support import CREATE_EVENT, Client, Database, binary_event, redis_script_calls
 from tracing.receiver import OtlpReceiver, Span
 
 REDIS_FAILURE_KINDS = {"timeout", "connection", "readonly", "unreadable-record", "other"}
@@ -90,15 +90,17 @@ def children_by_name(server: Span, spans: list[Span]) -> dict[str, Span]:
 def request_log_line(copy: FunctionCopy, trace_id: str) -> dict[str, Any]:
     """The request's JSON log line carrying this trace id (written as the answer goes)."""
     assert copy.log is not None
-    deadline = time.monotonic() + 10
-    while True:
-        for line in copy.log.read_text().splitlines():
-            if line.startswith("{") and f'"{trace_id}"' in line:
-                record = json.loads(line)
-                if record.get("message") == "request" and record.get("trace_id") == trace_id:
-                    return record
-        assert time.monotonic() < deadline, f"no request log line with trace_id {trace_id}"
-        time.sleep(0.05)
+    found: list[dict[str, Any]] = []
+
+    def written() -> bool:
+        try:
+            found[:] = [line for line in request_log_lines(copy) if line.get("trace_id") == trace_id]
+        except ValueError:  # caught a line half written: read again
+            return False
+        return bool(found)
+
+    wait_until(written, what=f"a request log line with trace_id {trace_id}", timeout_seconds=10, log=copy.log)
+    return found[0]
 
 
 def request_log_lines(copy: FunctionCopy) -> list[dict[str, Any]]:
@@ -249,9 +251,13 @@ def test_a_wait_that_ends_with_the_originals_answer_holds_its_polls_and_says_don
     redis_server.client().set(record, encode(InFlight(request_fingerprint, "elsewhere")), px=60_000)
     trace_id, parent, traceparent = caller_context()
     client = Client(copy.url)
+    calls_before = redis_script_calls(redis_server)
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(client.create, key="finishes-soon", headers={"traceparent": traceparent})
-        time.sleep(0.5)  # the duplicate is polling by now
+        # Polling, and past its stale-claim check: its claim-or-read, five polls 5-80 ms
+        # apart (155 ms), the check against PostgreSQL, then the seventh script call.
+        wait_until(lambda: redis_script_calls(redis_server) >= calls_before + 7,
+                   what="the duplicate to poll past its stale-claim check", timeout_seconds=30)
         body = json.dumps({"orderId": "o-1", "profileId": "alice"}, separators=(",", ":")).encode()
         redis_server.client().set(record, encode(Done(request_fingerprint, "o-1", body)), px=60_000)
         answer = waiting.result(timeout=30)

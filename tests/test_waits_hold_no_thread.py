@@ -4,18 +4,23 @@ for their original, and creates waiting for PostgreSQL, leave the copy free to s
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
 import requests
 
-from support import ORDER, Client, Database
+from devserver.waiting import wait_until
+from support import Client, Database, claim_held, metric
 
 pytestmark = pytest.mark.multiprocess
 
 POOL_SIZE = 2  # PostgreSQL connections, and so pg8000 threads, of the copy under test
+
+
+def pool_users(client: Client) -> float:
+    """Requests holding or queued for one of the copy's PostgreSQL connections."""
+    return metric(client, "orders_db_pool_connections_in_use") + metric(client, "orders_db_pool_waiting_requests")
 
 
 def worker_threads(copy) -> int:  # type: ignore[no-untyped-def]
@@ -25,10 +30,11 @@ def worker_threads(copy) -> int:  # type: ignore[no-untyped-def]
 
 
 def test_sixty_four_duplicates_wait_for_their_original_without_a_thread_each(
-    start_copies, db: Database, postgres
+    start_copies, db: Database, postgres, redis_server
 ) -> None:  # type: ignore[no-untyped-def]
+    # Long pool waits: every duplicate's stale-claim check queues for a connection.
     (copy,) = start_copies(1, DATABASE_POOL_SIZE=str(POOL_SIZE), IDEMPOTENCY_WAIT_SECONDS="20",
-                           DATABASE_STATEMENT_TIMEOUT_SECONDS="20")
+                           DATABASE_STATEMENT_TIMEOUT_SECONDS="20", DATABASE_CONNECT_TIMEOUT_SECONDS="20")
     client = Client(copy.url)
     client.create(key="warm-up")
     threads_before = worker_threads(copy)
@@ -37,9 +43,12 @@ def test_sixty_four_duplicates_wait_for_their_original_without_a_thread_each(
     try:
         with ThreadPoolExecutor(65) as senders:
             original = senders.submit(client.create, key="storm")
-            time.sleep(0.3)
+            wait_until(lambda: claim_held(redis_server, "alice", "storm"), what="the original's claim",
+                       timeout_seconds=30)
             duplicates = [senders.submit(Client(copy.url).create, key="storm") for _ in range(64)]
-            time.sleep(1.0)  # every duplicate is in, waiting
+            # Every duplicate is in and waiting: past 100 ms each asks PostgreSQL once
+            # (the stale-claim check), so the original and all 64 hold or queue for the pool.
+            wait_until(lambda: pool_users(client) >= 65, what="65 requests at the pool", timeout_seconds=60)
             threads_while_waiting = worker_threads(copy)
             postgres.resume()
             answers = [original.result(), *(d.result() for d in duplicates)]
@@ -72,7 +81,7 @@ def test_with_postgresql_hung_replays_are_still_served_from_redis(
                     for _ in range(2 * POOL_SIZE + 2)]
         for creator in creators:
             creator.start()
-        time.sleep(0.5)
+        wait_until(lambda: pool_users(client) >= len(creators), what="every create at the pool", timeout_seconds=30)
         # Replays need only Redis: answered while PostgreSQL is still hung (the client
         # timeout is far below PostgreSQL's 30 s statement timeout).
         replays = [Client(copy.url).create(key="finished", timeout=5) for _ in range(20)]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import subprocess
-import time
 
 import pytest
 import yaml
+
+from devserver.waiting import wait_until
 
 from .manifests import (
     NAMESPACE,
@@ -38,6 +39,16 @@ VALUE_SETS = {
 }
 SENTINEL = {"architecture": "sentinel"}
 
+
+def answers(call) -> bool:  # type: ignore[no-untyped-def]
+    """Whether a Redis call got an answer (the server is up and listening)."""
+    import redis
+
+    try:
+        call()
+    except redis.ConnectionError:
+        return False
+    return True
 
 def objects(values: dict | None = None) -> list[Manifest]:
     return rendered_manifests(render_chart(values))
@@ -351,13 +362,9 @@ def replication_info(tmp_path, args: list[str]) -> dict:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         client = redis.Redis(port=port, password="s3cret", socket_timeout=2)
-        for _ in range(100):
-            try:
-                return client.info("replication")
-            except redis.ConnectionError:
-                assert server.poll() is None, "redis-server refused the arguments"
-                time.sleep(0.05)
-        raise AssertionError("redis-server never answered")
+        wait_until(lambda: answers(client.ping), what="redis-server", timeout_seconds=10,
+                   still_running=lambda: server.poll() is None)
+        return client.info("replication")
     finally:
         server.kill()
         server.wait()
@@ -383,15 +390,9 @@ def test_the_sentinel_configuration_the_script_writes_loads_in_a_real_sentinel(t
         import redis
 
         client = redis.Redis(port=ports["sentinel"]["port"], password="s3cret", socket_timeout=2)
-        for _ in range(100):
-            try:
-                assert client.sentinel_master("orders")["port"] == ports["service"]["port"]
-                break
-            except redis.ConnectionError:
-                assert sentinel.poll() is None, sentinel.stdout.read().decode()  # type: ignore[union-attr]
-                time.sleep(0.05)
-        else:
-            raise AssertionError("the sentinel never answered")
+        wait_until(lambda: answers(client.ping), what="the sentinel", timeout_seconds=10,
+                   still_running=lambda: sentinel.poll() is None)
+        assert client.sentinel_master("orders")["port"] == ports["service"]["port"]
     finally:
         sentinel.kill()
         sentinel.wait()
