@@ -183,14 +183,33 @@ class ClaimStore:
             self._down_until = time.monotonic() + COOL_DOWN_SECONDS
             kind = failure_kind(exc)
             metrics.REDIS_FAILED[kind].inc()
+            if kind == "readonly":
+                await self._drop_connections()
             raise CacheUnavailable(kind) from exc
+
+    async def _drop_connections(self) -> None:
+        """A READONLY answer comes from a demoted primary that still holds our pooled
+        connections, and answers their health checks: left alone, the copy would stay on
+        it for good. Dropped, the next call connects afresh, through the sentinels to
+        the new primary. (redis-py drops them itself only for a READONLY outside a
+        script, which Redis < 7 never sends for a write inside one.)"""
+        try:
+            await self._client.connection_pool.disconnect()
+        except (redis.exceptions.RedisError, OSError):
+            pass
 
 
 def failure_kind(exc: BaseException) -> str:
-    if isinstance(exc, redis.exceptions.ReadOnlyError):
+    if isinstance(exc, redis.exceptions.ReadOnlyError) or _readonly_inside_a_script(exc):
         return "readonly"
     if isinstance(exc, (redis.exceptions.TimeoutError, TimeoutError)):
         return "timeout"
     if isinstance(exc, (redis.exceptions.ConnectionError, OSError)):
         return "connection"
     return "other"
+
+
+def _readonly_inside_a_script(exc: BaseException) -> bool:
+    """Redis < 7 answers a script's write on a replica with "ERR Error running script
+    ... -READONLY You can't write against a read only replica": a plain ResponseError."""
+    return isinstance(exc, redis.exceptions.ResponseError) and "-READONLY " in str(exc)

