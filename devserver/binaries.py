@@ -10,6 +10,7 @@ import glob
 import importlib.util
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 FORCE_PIP = "ORDERS_EMBEDDED_SERVERS"
@@ -29,6 +30,29 @@ def postgres_bin_dir() -> Path:
         if debian:
             return Path(debian[-1]).parent
     return _package_dir("pgserver") / "pginstall" / "bin"
+
+
+def postgres_major_version(bin_dir: Path) -> str:
+    """"16" for a directory whose `postgres --version` says "postgres (PostgreSQL) 16.4"."""
+    said = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True, text=True, check=True)
+    return said.stdout.split()[-1].split(".")[0]
+
+
+def postgres_bin_dir_of_version(major: str) -> Path | None:
+    """Binaries of one major version, from wherever they are (installed or pip): a data
+    directory opens only with the major version that made it."""
+    candidates = [Path(path).parent for path in glob.glob(f"/usr/lib/postgresql/{major}/bin/initdb")]
+    on_path = shutil.which("postgres")
+    if on_path:
+        candidates.append(Path(on_path).resolve().parent)
+    try:
+        candidates.append(_package_dir("pgserver") / "pginstall" / "bin")
+    except RuntimeError:
+        pass
+    for candidate in candidates:
+        if (candidate / "postgres").exists() and postgres_major_version(candidate) == major:
+            return candidate
+    return None
 
 
 def redis_server_binary() -> Path:

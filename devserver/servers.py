@@ -17,9 +17,9 @@ import pg8000.native
 import psutil
 import redis
 
-from .binaries import postgres_bin_dir, redis_server_binary
+from .binaries import postgres_bin_dir, postgres_bin_dir_of_version, postgres_major_version, redis_server_binary
 from .interrupts import signals_held
-from .waiting import wait_until
+from .waiting import NotReady, wait_until
 
 if TYPE_CHECKING:  # only the TLS tests make certificates: `make run` does not import cryptography
     from .tls import Certificates
@@ -148,6 +148,8 @@ class PostgresServer(_Process):
         _prepare_dir(self.workdir, self.user)
         if not (data / "PG_VERSION").exists():
             self._initdb(data)
+        else:
+            self._use_binaries_of((data / "PG_VERSION").read_text().strip())
         settings = ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.workdir}",
                     "-c", f"max_connections={self.max_connections}"]
         if not self.durable:  # tests: speed over crash safety
@@ -156,6 +158,22 @@ class PostgresServer(_Process):
                     self.workdir / "postgres.log", user=self.user)
         self._wait_ready()
         return self
+
+    def _use_binaries_of(self, made_by: str) -> None:
+        """A data directory opens only with the major version that made it: after a
+        first `make run` on pgserver's 16, an installed 15 would refuse it."""
+        if postgres_major_version(self.bin_dir) == made_by:
+            return
+        matching = postgres_bin_dir_of_version(made_by)
+        if matching is None:
+            raise NotReady(
+                f"{self.workdir / 'data'} was made by PostgreSQL {made_by}, and only PostgreSQL "
+                f"{postgres_major_version(self.bin_dir)} is found: install PostgreSQL {made_by}, or remove "
+                f"{self.workdir} (its orders with it) to start on an empty database"
+            )
+        self.bin_dir = matching
+        if self.user is not None:
+            _make_reachable(self.bin_dir)
 
     def _initdb(self, data: Path) -> None:
         """A new cluster, made in a scratch directory and renamed into place once whole:

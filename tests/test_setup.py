@@ -18,11 +18,12 @@ import pg8000.native
 import pytest
 import requests
 
-from support import fresh_database
+from devserver.binaries import postgres_major_version
 from devserver.copies import PROJECT_ROOT, FunctionCopy
 from devserver.servers import PostgresServer, RedisServer, free_port
 from devserver.waiting import wait_until
 from function.migrate import apply_migrations
+from support import fresh_database
 
 pytestmark = pytest.mark.multiprocess
 
@@ -49,6 +50,27 @@ def test_the_pip_packaged_servers_run_the_function_when_forced(monkeypatch: pyte
             copy.stop()
         postgres.stop()
         redis.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_a_data_directory_keeps_opening_with_the_major_version_that_made_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A first `make run` on pgserver's PostgreSQL, then one with (maybe another major
+    # version of) PostgreSQL installed: the data directory opens only with its own.
+    monkeypatch.setenv("ORDERS_EMBEDDED_SERVERS", "pip")
+    workdir = Path(tempfile.mkdtemp(prefix="orders-pg-version-"))
+    first = PostgresServer(workdir / "pg").start()
+    try:
+        first.connect().run("CREATE TABLE kept (n int)")
+    finally:
+        first.stop()
+    monkeypatch.delenv("ORDERS_EMBEDDED_SERVERS")
+    second = PostgresServer(workdir / "pg")
+    try:
+        second.start()
+        assert second.connect().run("SELECT count(*) FROM kept") == [[0]]
+        assert postgres_major_version(second.bin_dir) == (workdir / "pg" / "data" / "PG_VERSION").read_text().strip()
+    finally:
+        second.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
