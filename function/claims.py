@@ -24,6 +24,7 @@ from redis.asyncio.retry import Retry
 
 from . import records
 from . import metrics
+from .outcomes import RedisFailure
 from .records import Claimed, Done, InFlight, Record
 from .targets import RedisTarget
 
@@ -103,9 +104,9 @@ AsyncScript = redis.commands.core.AsyncScript
 class CacheUnavailable(Exception):
     """Redis did not answer usably; the caller goes on with PostgreSQL alone."""
 
-    def __init__(self, kind: str) -> None:
-        super().__init__(kind)
-        self.kind = kind  # timeout, connection, readonly, unreadable-record, other, cooling-down
+    def __init__(self, kind: RedisFailure | None) -> None:
+        super().__init__(kind or "cooling-down")
+        self.kind = kind  # None: not asked, Redis is cooling down after a failure
 
 
 class ClaimStore:
@@ -150,8 +151,8 @@ class ClaimStore:
         try:
             return records.decode(raw)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not ours: trust PostgreSQL
-            metrics.REDIS_FAILED["unreadable-record"].inc()
-            raise CacheUnavailable("unreadable-record") from exc
+            metrics.REDIS_FAILED[RedisFailure.UNREADABLE_RECORD].inc()
+            raise CacheUnavailable(RedisFailure.UNREADABLE_RECORD) from exc
 
     async def finish(self, key: str, owner: str | None, done: Done, ttl_ms: int) -> None:
         await self._call("finish", self._finish, key, owner or "", records.encode(done), ttl_ms)
@@ -175,7 +176,7 @@ class ClaimStore:
 
     async def _call(self, operation: str, script: AsyncScript, key: str, *args: str | int) -> Any:
         if self.cooling_down:  # skipped: neither a failure to count nor (when tracing) a span
-            raise CacheUnavailable("cooling-down")
+            raise CacheUnavailable(None)
         try:
             async with asyncio.timeout(self._timeout_seconds):
                 return await script(keys=[key], args=list(args))
@@ -183,7 +184,7 @@ class ClaimStore:
             self._down_until = time.monotonic() + COOL_DOWN_SECONDS
             kind = failure_kind(exc)
             metrics.REDIS_FAILED[kind].inc()
-            if kind == "readonly":
+            if kind is RedisFailure.READONLY:
                 await self._drop_connections()
             raise CacheUnavailable(kind) from exc
 
@@ -199,14 +200,14 @@ class ClaimStore:
             pass
 
 
-def failure_kind(exc: BaseException) -> str:
+def failure_kind(exc: BaseException) -> RedisFailure:
     if isinstance(exc, redis.exceptions.ReadOnlyError) or _readonly_inside_a_script(exc):
-        return "readonly"
+        return RedisFailure.READONLY
     if isinstance(exc, (redis.exceptions.TimeoutError, TimeoutError)):
-        return "timeout"
+        return RedisFailure.TIMEOUT
     if isinstance(exc, (redis.exceptions.ConnectionError, OSError)):
-        return "connection"
-    return "other"
+        return RedisFailure.CONNECTION
+    return RedisFailure.OTHER
 
 
 def _readonly_inside_a_script(exc: BaseException) -> bool:

@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.types import Message
 from starlette.responses import Response
 
-from .inputs import check_profile, decode_json, order_request_from, parse_idempotency_key
-from .problems import InvalidBody, InvalidEvent, InvalidProfile
+from .inputs import decode_json, order_request_from, parse_idempotency_key, profile_from_either
+from .problems import InvalidBody, InvalidEvent
 from .records import key_hash
 from .routes import Notes, head_of, media_type, read_body
 from .service import Service
@@ -143,13 +143,9 @@ def _data_object(data: Any) -> dict[str, Any]:
 
 
 def _profile(data: dict[str, Any], extension: Any) -> str:
-    in_data = data.get("profileId")
-    if in_data is not None and extension is not None and in_data != extension:
-        raise InvalidProfile("data.profileId and the profileid attribute name different profiles")
-    profile = in_data if in_data is not None else extension
-    if profile is None:
-        raise InvalidEvent("a profile is required: data.profileId or the profileid attribute")
-    return check_profile(profile)
+    return profile_from_either(
+        data.get("profileId"), extension, ("data.profileId", "the profileid attribute"), missing=InvalidEvent,
+    )
 
 
 def _idempotency_key(event: CloudEvent) -> str:

@@ -20,9 +20,9 @@ from .claims import CacheUnavailable, ClaimStore
 from .fingerprint import fingerprint
 from .inputs import OrderRequest
 from .orders import OrderStore
-from .outcomes import Outcome
+from .outcomes import Outcome, WaitEnded
 from .problems import FingerprintMismatch, RequestInFlight
-from .records import Create, Done, InFlight, Reject, Replay, Wait, decide, redis_key
+from .records import Create, Done, InFlight, Reject, Replay, Wait, decide, redis_key, rejects
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class Answer:
 class _WaitEnded:
     """How a wait for an in-flight original ended, when it did not end in an error."""
 
-    how: str                     # the `ended` label of orders_waits_total
+    how: WaitEnded
     answer: Answer | None = None  # done, found-in-postgres: the answer to give
     taken_over: bool = False      # claimed: the original's lease had run out
 
@@ -95,7 +95,7 @@ class IdempotencyEngine:
         ended = await self._wait_for_original(profile, key, claim, record_key)
         if ended.answer is not None:
             return ended.answer
-        if ended.how == "claimed":
+        if ended.how is WaitEnded.CLAIMED:
             return await self._create_claimed(profile, key, claim, record_key, request, ended.taken_over)
         return await self._create_in_postgres(profile, key, claim, record_key, request, degraded=True)
 
@@ -109,22 +109,22 @@ class IdempotencyEngine:
     async def _wait_for_original(self, profile: str, key: str, claim: InFlight, record_key: str) -> _WaitEnded:
         """One wait, counted once by how it ended (and one span when tracing): every
         duplicate that waits lands in exactly one `ended` of orders_waits_total."""
-        how = "failed"  # PostgreSQL failed the stale-claim check, or the request was cancelled
+        how = WaitEnded.FAILED  # PostgreSQL failed the stale-claim check, or the request was cancelled
         with (NO_SPAN if self._tracing is None else self._tracing.span("wait")) as span:
             try:
                 ended = await self._poll(profile, key, claim, record_key)
                 how = ended.how
                 return ended
             except RequestInFlight:
-                how = "conflict"
+                how = WaitEnded.CONFLICT
                 raise
             except FingerprintMismatch:
-                how = "mismatch"
+                how = WaitEnded.MISMATCH
                 raise
             finally:
                 metrics.WAIT_ENDED[how].inc()
                 if span is not None:
-                    span.set_attribute("orders.wait.ended", how)
+                    span.set_attribute("orders.wait.ended", how.value)
 
     async def _poll(self, profile: str, key: str, claim: InFlight, record_key: str) -> _WaitEnded:
         loop = asyncio.get_running_loop()
@@ -137,7 +137,7 @@ class IdempotencyEngine:
                 checked_postgres = True
                 stored = await self._stored_answer(profile, key, claim.fingerprint)
                 if stored is not None:
-                    return _WaitEnded("found-in-postgres", stored)
+                    return _WaitEnded(WaitEnded.FOUND_IN_POSTGRES, stored)
                 now = loop.time()
             if now >= deadline:
                 raise RequestInFlight(
@@ -149,14 +149,14 @@ class IdempotencyEngine:
             try:
                 found = await self._claims.claim_or_read(record_key, claim, self._lease_ms)
             except CacheUnavailable:
-                return _WaitEnded("redis-down")
+                return _WaitEnded(WaitEnded.REDIS_DOWN)
             match decide(found, claim.fingerprint, self._replay_on_mismatch):
                 case Create(taken_over):  # the original gave up (released) or its lease ran out
-                    return _WaitEnded("claimed", taken_over=taken_over)
+                    return _WaitEnded(WaitEnded.CLAIMED, taken_over=taken_over)
                 case Reject():
                     raise FingerprintMismatch(MISMATCH_DETAIL)
                 case Replay(done):
-                    return _WaitEnded("done", Answer(done.order_id, done.body, Outcome.WAITED))
+                    return _WaitEnded(WaitEnded.DONE, Answer(done.order_id, done.body, Outcome.WAITED))
                 case Wait():
                     pass
 
@@ -176,7 +176,7 @@ class IdempotencyEngine:
         await self._remember(record_key, owner, Done(order.fingerprint, order.order_id, body))
         if created:
             return Answer(order.order_id, body, Outcome.CREATED, degraded)
-        if order.fingerprint != claim.fingerprint and not self._replay_on_mismatch:
+        if rejects(order.fingerprint, claim.fingerprint, self._replay_on_mismatch):
             raise FingerprintMismatch(MISMATCH_DETAIL)
         return Answer(order.order_id, body, Outcome.REPLAYED_POSTGRES, degraded)
 
@@ -185,7 +185,7 @@ class IdempotencyEngine:
         stored = await self._orders.find(profile, key)
         if stored is None:
             return None
-        if stored.fingerprint != request_fingerprint and not self._replay_on_mismatch:
+        if rejects(stored.fingerprint, request_fingerprint, self._replay_on_mismatch):
             raise FingerprintMismatch(MISMATCH_DETAIL)
         return Answer(stored.order_id, stored.body(), Outcome.REPLAYED_POSTGRES)
 

@@ -19,6 +19,7 @@ from .problems import (
     InvalidOrderId,
     InvalidParameter,
     InvalidProfile,
+    Problem,
 )
 
 MAX_KEY_LENGTH = 255
@@ -63,12 +64,20 @@ def parse_idempotency_key(raw: str, *, name: str = "Idempotency-Key") -> str:
 
 
 def parse_profile(header: str | None, query: str | None) -> str:
-    """The profile from the gateway's header or the query; both given must agree."""
-    if header is not None and query is not None and header != query:
-        raise InvalidProfile("X-Profile-Id and profileId name different profiles")
-    profile = header if header is not None else query
+    """The profile from the gateway's header or the query."""
+    return profile_from_either(header, query, ("the X-Profile-Id header", "the profileId query"))
+
+
+def profile_from_either(
+    first: Any, second: Any, names: tuple[str, str], missing: type[Problem] = InvalidProfile,
+) -> str:
+    """The one rule for a profile a request may name in two places (a header and the
+    query; an event's data and its attribute): either will do, both must agree."""
+    if first is not None and second is not None and first != second:
+        raise InvalidProfile(f"{names[0]} and {names[1]} name different profiles")
+    profile = first if first is not None else second
     if profile is None:
-        raise InvalidProfile("a profile is required: X-Profile-Id header or profileId query")
+        raise missing(f"a profile is required: {names[0]} or {names[1]}")
     return check_profile(profile)
 
 

@@ -18,7 +18,7 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import Gauge, multiprocess
 
-from .outcomes import Outcome
+from .outcomes import Outcome, RedisFailure, WaitEnded
 
 REQUESTS = Counter(
     "orders_http_requests", "Requests answered, by route, method and status",
@@ -124,7 +124,6 @@ DB_POOL_WAIT = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5),
 )
 
-REDIS_FAILURE_KINDS = ("timeout", "connection", "readonly", "unreadable-record", "other")
 REDIS_FAILURES = Counter(
     "orders_redis_failures",
     "Redis calls that failed, by kind: timeout, connection (refused or dropped), readonly "
@@ -135,7 +134,6 @@ CLAIMS_TAKEN_OVER = Counter(
     "orders_claims_taken_over",
     "In-flight claims taken over after their lease expired (their owner died or hung)",
 )
-WAIT_ENDINGS = ("done", "found-in-postgres", "claimed", "conflict", "mismatch", "redis-down", "failed")
 WAITS = Counter(
     "orders_waits",
     "Duplicates that waited for an in-flight original, by how the wait ended: done (the "
@@ -146,8 +144,8 @@ WAITS = Counter(
 )
 # Every known label value exported from the start, at zero: a rate() over a series that
 # appears only with its first failure misses that failure, and the dashboard shows gaps.
-REDIS_FAILED = {kind: REDIS_FAILURES.labels(kind) for kind in REDIS_FAILURE_KINDS}
-WAIT_ENDED = {ended: WAITS.labels(ended) for ended in WAIT_ENDINGS}
+REDIS_FAILED = {kind: REDIS_FAILURES.labels(kind.value) for kind in RedisFailure}
+WAIT_ENDED = {ended: WAITS.labels(ended.value) for ended in WaitEnded}
 ORDER_LATENCY = Histogram(
     "orders_order_duration_seconds",
     "Time to answer an order request (HTTP or event), by outcome: a replay should answer "

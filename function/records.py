@@ -83,9 +83,15 @@ def decide(found: Record | Claimed, fingerprint: str, replay_on_mismatch: bool) 
     """
     if isinstance(found, Claimed):
         return Create(found.taken_over)
-    if found.fingerprint != fingerprint and not replay_on_mismatch:
+    if rejects(found.fingerprint, fingerprint, replay_on_mismatch):
         return Reject()
     return Replay(found) if isinstance(found, Done) else Wait()
+
+
+def rejects(stored: str, sent: str, replay_on_mismatch: bool) -> bool:
+    """The fingerprint rule, for a Redis record and a PostgreSQL row alike: the same key
+    with a different body is refused (422), unless IDEMPOTENCY_ON_MISMATCH=replay."""
+    return stored != sent and not replay_on_mismatch
 
 
 @functools.lru_cache(maxsize=4096)  # a request asks twice (log line, claim); replays and storms repeat keys

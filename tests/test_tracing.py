@@ -46,10 +46,11 @@ import requests
 from devserver.copies import FunctionCopy
 from devserver.servers import free_port
 from devserver.waiting import wait_until
+from function.outcomes import RedisFailure
 from support import CREATE_EVENT, Client, Database, binary_event, redis_script_calls
 from tracing.receiver import OtlpReceiver, Span
 
-REDIS_FAILURE_KINDS = {"timeout", "connection", "readonly", "unreadable-record", "other"}
+REDIS_FAILURE_KINDS = {kind.value for kind in RedisFailure}
 # Export within 50 ms instead of the SDK's 5 s, so a test does not idle; and the
 # request log lines, which the copies' base settings turn off.
 TRACED = {"OTEL_BSP_SCHEDULE_DELAY": "50", "LOG_LEVEL": "info"}
