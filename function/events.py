@@ -21,7 +21,7 @@ from starlette.responses import Response
 from .inputs import decode_json, order_request_from, parse_idempotency_key, profile_from_either
 from .problems import InvalidBody, InvalidEvent
 from .records import key_hash
-from .routes import Notes, head_of, media_type, read_body
+from .reading import EventIdentity, Notes, head_of, media_type, read_body
 from .service import Service
 
 STRUCTURED = "application/cloudevents+json"
@@ -42,7 +42,7 @@ async def handle(request: Request, service: Service, notes: Notes) -> Response:
     retried), an original still in flight a 409 and PostgreSQL down a 503 (retried).
     """
     event = _parse(request, await read_body(request))
-    request.scope["orders.event"] = event  # for the server span's attributes, when tracing
+    notes.event = EventIdentity.of(event.get)  # for the server span's attributes, when tracing
     if event["type"] != CREATE_TYPE:
         raise InvalidEvent(f"type must be {CREATE_TYPE}")
     data = _data_object(event.data)
@@ -86,14 +86,6 @@ async def trace_carrier(request: Request) -> tuple[dict[str, str] | None, Reques
         tracestate = document.get("tracestate")
         carrier = _carrier(document["traceparent"], tracestate if isinstance(tracestate, str) else None)
     return carrier, _unread(request, body)
-
-
-def identity(request: Request) -> tuple[Any, Any, Any, Any] | None:
-    """(id, source, type, specversion) of the event this request carried, once parsed."""
-    event = request.scope.get("orders.event")
-    if event is None:
-        return None
-    return event.get("id"), event.get("source"), event.get("type"), event.get("specversion")
 
 
 def _carrier(traceparent: str, tracestate: str | None) -> dict[str, str]:

@@ -7,6 +7,7 @@ is forgiven (`/orders/` is `/orders`); HEAD is served as GET without a body.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from .problems import MethodNotAllowed, NotFound
@@ -14,28 +15,42 @@ from .problems import MethodNotAllowed, NotFound
 ORDER_PREFIX = "/orders/"
 
 
+class Endpoint(enum.StrEnum):
+    """What a request is for: the `route` of the log line and of the request metrics,
+    and the key of the entry point's table of handlers."""
+
+    CREATE = "create"
+    LIST = "list"
+    GET = "get"
+    HEALTH = "health"
+    METRICS = "metrics"
+    OPENAPI = "openapi"
+    EVENT = "event"          # a CloudEvent, on `/` or `/orders`
+    UNMATCHED = "unmatched"  # no route: a 404 or 405 problem
+
+
 @dataclass(frozen=True)
 class Route:
     method: str
     path: str  # OpenAPI's spelling: `{orderId}` is one path segment
-    endpoint: str
+    endpoint: Endpoint
 
 
 ROUTES = (
-    Route("POST", "/orders", "create"),
-    Route("GET", "/orders", "list"),
-    Route("GET", "/orders/{orderId}", "get"),
-    Route("GET", "/healthz", "health"),
-    Route("GET", "/metrics", "metrics"),
-    Route("GET", "/openapi.json", "openapi"),
-    Route("POST", "/", "event"),
+    Route("POST", "/orders", Endpoint.CREATE),
+    Route("GET", "/orders", Endpoint.LIST),
+    Route("GET", "/orders/{orderId}", Endpoint.GET),
+    Route("GET", "/healthz", Endpoint.HEALTH),
+    Route("GET", "/metrics", Endpoint.METRICS),
+    Route("GET", "/openapi.json", Endpoint.OPENAPI),
+    Route("POST", "/", Endpoint.EVENT),
 )
-_BY_PATH: dict[str, dict[str, str]] = {}
+_BY_PATH: dict[str, dict[str, Endpoint]] = {}
 for _route in ROUTES:
     _BY_PATH.setdefault(_route.path, {})[_route.method] = _route.endpoint
 
 
-def match(method: str, path: str) -> tuple[str, str | None]:
+def match(method: str, path: str) -> tuple[Endpoint, str | None]:
     """(endpoint, the order id for `/orders/{orderId}` or None); a Problem otherwise."""
     if len(path) > 1 and path.endswith("/"):
         path = path[:-1]

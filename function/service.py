@@ -8,10 +8,12 @@ and its own tracer with its exporter thread (a thread does not survive a fork).
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 from dataclasses import dataclass
 
-from . import migrate, startup
+from . import logs, migrate
 from .claims import ClaimStore
 from .database import Database
 from .idempotency import IdempotencyEngine
@@ -26,27 +28,26 @@ class Service:
     claims: ClaimStore
     orders: OrderStore
     engine: IdempotencyEngine
-    database: Database
     tracing: Tracing | None  # None: tracing off, and nothing of OpenTelemetry loaded
 
 
 _built: dict[int, Service] = {}
 
 
-def for_this_process(settings: Settings) -> Service:
+def for_this_process(settings: Settings, *, schema_applied: bool = False) -> Service:
     """Called on the event loop's thread only, so building needs no lock."""
     service = _built.get(os.getpid())
     if service is None:
         _built.clear()  # an inherited parent's entry is not ours to use
-        service = _built[os.getpid()] = _build(settings)
-        startup.report_serving_stack()
+        service = _built[os.getpid()] = _build(settings, schema_applied)
+        _report_serving_stack()
     return service
 
 
-def _build(settings: Settings) -> Service:
+def _build(settings: Settings, schema_applied: bool) -> Service:
     # Normally the schema was applied before the server started (startup.py); if
     # PostgreSQL was not reachable then, it is applied before this worker's first query.
-    pending = settings.auto_migrate and not startup.schema_checked()
+    pending = settings.auto_migrate and not schema_applied
     database = Database(
         settings.database,
         pool_size=settings.database_pool_size,
@@ -62,4 +63,16 @@ def _build(settings: Settings) -> Service:
     claims = ClaimStore(settings.redis, timeout_seconds=settings.redis_timeout_seconds, tracing=tracing)
     orders = OrderStore(database, tracing)
     engine = IdempotencyEngine(settings, claims, orders, tracing)
-    return Service(settings, claims, orders, engine, database, tracing)
+    return Service(settings, claims, orders, engine, tracing)
+
+
+def _report_serving_stack() -> None:
+    """uvicorn uses uvloop and httptools only when they import; without them a copy
+    serves at a fraction of the speed, so say which were picked (once per worker)."""
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    parser = "httptools" if "uvicorn.protocols.http.httptools_impl" in sys.modules else "h11"
+    fields = {"eventLoop": "uvloop" if loop == "uvloop" else "asyncio", "httpParser": parser}
+    if fields == {"eventLoop": "uvloop", "httpParser": "httptools"}:
+        logs.info("serving", **fields)
+    else:
+        logs.warning("serving on the slow stack: install uvloop and httptools", **fields)

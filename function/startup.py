@@ -1,5 +1,5 @@
-"""What a copy does once before it serves: read the settings, apply the schema, and say
-which event loop and HTTP parser uvicorn picked.
+"""What a copy does once before it serves, in one call (`start`): read the settings,
+share the metrics between workers, apply the schema, and hand over the request handler.
 
 The schema is applied here, in the process functions-framework starts, before gunicorn
 forks its workers: outside request time and every request timeout, on a connection of
@@ -9,12 +9,12 @@ migration takes a transaction-level advisory lock (migrate.py).
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import os
 import shutil
 import sys
 import tempfile
+from typing import Any, Callable, Mapping
 
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
@@ -23,7 +23,20 @@ from . import logs, migrate
 from .settings import ConfigError, Settings
 from .targets import connect_kwargs
 
-_schema_checked = False
+def start(env: Mapping[str, str]) -> tuple[Settings, Callable[[Any], object]]:
+    """The copy's start-up, in order, in the process functions-framework starts (before
+    gunicorn forks its workers); returns the settings and `handle`."""
+    settings = settings_or_exit(dict(env))
+    directory = share_metrics_between_workers(settings)
+    # Imported only now: metrics.py imports prometheus_client, which reads
+    # PROMETHEUS_MULTIPROC_DIR once, when first imported.
+    from . import framework, handler, metrics
+
+    metrics.share_between_workers(directory)
+    logs.configure(settings.log_level)
+    schema_applied = apply_schema(settings)
+    framework.answer_framework_errors_as_problems()
+    return settings, handler.serving(settings, schema_applied=schema_applied)
 
 
 def settings_or_exit(env: dict[str, str]) -> Settings:
@@ -58,35 +71,20 @@ def share_metrics_between_workers(settings: Settings) -> str | None:
     return directory
 
 
-def apply_schema(settings: Settings) -> None:
-    global _schema_checked
+def apply_schema(settings: Settings) -> bool:
+    """Whether the schema is now up to date; False when AUTO_MIGRATE is off or
+    PostgreSQL did not answer (each worker then applies it before its first query)."""
     if not settings.auto_migrate:
-        return
+        return False
     try:
         connection = pg8000.native.Connection(**connect_kwargs(settings.database, settings.database_connect_timeout_seconds))
     except (InterfaceError, OSError, DatabaseError) as exc:
         logs.warning("schema not checked at start-up: PostgreSQL did not answer; "
                      "each worker applies it before its first query", error=type(exc).__name__)
-        return
+        return False
     try:
         applied = migrate.apply_migrations(connection, settings.migration_timeout_seconds)
     finally:
         connection.close()
-    _schema_checked = True
     logs.info("schema up to date", applied=applied or None)
-
-
-def schema_checked() -> bool:
-    return _schema_checked
-
-
-def report_serving_stack() -> None:
-    """uvicorn uses uvloop and httptools only when they import; without them a copy
-    serves at a fraction of the speed, so say which were picked (once per worker)."""
-    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
-    parser = "httptools" if "uvicorn.protocols.http.httptools_impl" in sys.modules else "h11"
-    fields = {"eventLoop": "uvloop" if loop == "uvloop" else "asyncio", "httpParser": parser}
-    if fields == {"eventLoop": "uvloop", "httpParser": "httptools"}:
-        logs.info("serving", **fields)
-    else:
-        logs.warning("serving on the slow stack: install uvloop and httptools", **fields)
+    return True

@@ -30,7 +30,7 @@ from .targets import DatabaseTarget
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-    from .routes import Head, Notes
+    from .reading import Head, Notes
 
 Call = TypeVar("Call", bound=Callable[..., Awaitable[Any]])
 
@@ -99,7 +99,7 @@ class Tracing:
         ) as span:
             yield span
 
-    def answered(self, span: Span, response: Response, notes: Notes, event: tuple[Any, ...] | None) -> None:
+    def answered(self, span: Span, response: Response, notes: Notes) -> None:
         """What the answer says about the request; the reply event gets our context."""
         status = response.status_code
         span.set_attribute("http.response.status_code", status)
@@ -111,9 +111,12 @@ class Tracing:
             span.set_attribute("orders.degraded", notes.degraded)
         if notes.key_hash is not None:
             span.set_attribute("orders.key_hash", notes.key_hash)
-        if event is not None:  # (id, source, type, specversion): events.identity
-            for name, value in zip(_EVENT_ATTRIBUTES, event):
-                if isinstance(value, str):
+        event = notes.event
+        if event is not None:
+            for name, value in (("cloudevents.event_id", event.id), ("cloudevents.event_source", event.source),
+                                ("cloudevents.event_type", event.type),
+                                ("cloudevents.event_spec_version", event.spec_version)):
+                if value is not None:
                     span.set_attribute(name, value)
         if "ce-type" in response.headers:  # a reply event: the Broker carries our context on
             carrier: dict[str, str] = {}
@@ -178,11 +181,6 @@ class Tracing:
         span.set_attribute("error.type", error_type)
 
 
-_EVENT_ATTRIBUTES = (
-    "cloudevents.event_id", "cloudevents.event_source", "cloudevents.event_type", "cloudevents.event_spec_version",
-)
-
-
 def _route_template(method: str, path: str) -> str | None:
     """http.route as the route table spells it (`/orders/{orderId}`); None for no route."""
     try:
@@ -193,7 +191,7 @@ def _route_template(method: str, path: str) -> str | None:
 
 
 class _HeadGetter:
-    """Lets OpenTelemetry's propagators read the request's headers as routes.Head holds them."""
+    """Lets OpenTelemetry's propagators read the request's headers as reading.Head holds them."""
 
     def get(self, carrier: Head, key: str) -> list[str] | None:
         values = carrier.all(key.lower())

@@ -1,0 +1,116 @@
+"""The request path: functions-framework (`--asgi`) awaits `handle` for every request,
+on every path (main.py hands it over, startup.py builds it).
+
+It routes, runs one route, and turns every failure into a problem+json answer; the log
+line, the metrics and the server span for the request are made here and nowhere else.
+Storage errors become problems here too, once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Awaitable, Callable
+
+import functions_framework.aio
+from starlette.requests import Request
+from starlette.responses import Response
+
+from . import events, framework, logs, metrics, routes, routing, service
+from .database import DatabaseUnavailable
+from .problems import InternalError, Problem, StoreUnavailable
+from .reading import Notes, head_of
+from .routing import Endpoint
+from .settings import Settings
+from .tracing import UNTRACED_PATHS, Tracing
+
+Handler = Callable[..., Awaitable[Response]]
+HANDLERS: dict[Endpoint, Handler] = {
+    Endpoint.CREATE: routes.create_order,
+    Endpoint.LIST: routes.list_orders,
+    Endpoint.GET: routes.get_order,
+    Endpoint.HEALTH: routes.health,
+    Endpoint.METRICS: routes.prometheus,
+    Endpoint.OPENAPI: routes.openapi,
+    Endpoint.EVENT: events.handle,
+}
+EVENT_PATHS = frozenset({"/", "/orders", "/orders/"})  # where a POSTed CloudEvent is an order
+
+
+def serving(settings: Settings, *, schema_applied: bool) -> Callable[[Request], object]:
+    """`handle`, for a copy with these settings (`schema_applied`: start-up applied it)."""
+
+    @functions_framework.aio.http
+    async def handle(request: Request) -> Response:
+        started = time.perf_counter()
+        running = service.for_this_process(settings, schema_applied=schema_applied)
+        if running.tracing is not None and request.scope["path"] not in UNTRACED_PATHS:
+            return await _traced(request, running, running.tracing, started)
+        notes = Notes()
+        response = await _answer(request, running, notes)
+        _account(request.method, response.status_code, notes, time.perf_counter() - started)
+        return response
+
+    return handle
+
+
+async def _traced(request: Request, running: service.Service, tracing: Tracing, started: float) -> Response:
+    """`handle` inside the request's server span, under the caller's trace context."""
+    notes = Notes()
+    head = head_of(request)
+    carrier, early = None, None
+    if "traceparent" not in head and request.scope["path"] in EVENT_PATHS and events.is_cloudevent(request):
+        try:
+            carrier, request = await events.trace_carrier(request)
+        except Problem as problem:  # the body could not be read: answered in the span
+            early, notes.route = problem, Endpoint.EVENT
+    with tracing.server_span(request, head, carrier) as span:
+        if early is None:
+            response = await _answer(request, running, notes)
+        else:
+            response = _problem_response(early, notes)
+            response.headers["x-served-by"] = framework.copy_name()
+        tracing.answered(span, response, notes)
+        _account(request.method, response.status_code, notes, time.perf_counter() - started, tracing.ids(span))
+    return response
+
+
+async def _answer(request: Request, running: service.Service, notes: Notes) -> Response:
+    try:
+        endpoint, order_id = routing.match(request.method, request.scope["path"])
+        notes.route = endpoint
+        if endpoint is Endpoint.CREATE and events.is_cloudevent(request):
+            endpoint = notes.route = Endpoint.EVENT
+        if order_id is None:
+            response = await HANDLERS[endpoint](request, running, notes)
+        else:
+            response = await HANDLERS[endpoint](request, running, notes, order_id)
+    except Problem as problem:
+        response = _problem_response(problem, notes)
+    except DatabaseUnavailable as unavailable:
+        response = _problem_response(StoreUnavailable(unavailable.detail), notes)
+    except Exception:
+        logs.error("unhandled error", route=notes.route)
+        response = _problem_response(InternalError("the function failed; it has been logged"), notes)
+    response.headers["x-served-by"] = framework.copy_name()
+    return response
+
+
+def _problem_response(problem: Problem, notes: Notes) -> Response:
+    if problem.outcome is not None:
+        notes.outcome = problem.outcome
+    body, status, headers = problem.render()
+    return Response(body, status, headers=headers)
+
+
+def _account(
+    method: str, status: int, notes: Notes, seconds: float, trace: tuple[str, str] | None = None,
+) -> None:
+    metrics.observe_request(notes.route, method, status, seconds, notes.outcome, notes.degraded)
+    line = {
+        "route": notes.route, "method": method, "status": status, "profile": notes.profile,
+        "keyHash": notes.key_hash, "outcome": notes.outcome.value if notes.outcome else None,
+        "degraded": notes.degraded or None, "durationMs": round(seconds * 1000, 2),
+    }
+    if trace is not None:  # the server span's ids: a log search by trace id finds this line
+        line["trace_id"], line["span_id"] = trace
+    logs.request_line(line)
