@@ -16,8 +16,7 @@ from typing import Mapping
 
 import pg8000.native
 
-from function.database import connect_kwargs
-from function.targets import parse_database_url
+from function.targets import connect_kwargs, parse_database_url
 from function.migrate import apply_migrations
 
 from .copies import LOOPBACK, FunctionCopy, wait_all_ready

@@ -4,7 +4,8 @@ pg8000 blocks, so no coroutine ever calls it: `Database.run` hands the work to o
 `pool_size` threads, each lending one connection, and a request waiting for a free one
 awaits a semaphore instead of holding a thread. A slow PostgreSQL therefore fills this
 queue, never the event loop, and replays served from Redis go on meanwhile.
-SQLSTATE codes are read here and nowhere else; callers see `DatabaseUnavailable`.
+SQLSTATE codes are read here and nowhere else; callers see `DatabaseUnavailable` (a
+retry may succeed: a 503) or `DatabaseFailed` (it will not), never a pg8000 error.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from pg8000.exceptions import DatabaseError, InterfaceError
 from . import metrics
 from .targets import DatabaseTarget, connect_kwargs
 
-__all__ = ["Database", "DatabaseUnavailable", "Session", "connect_kwargs", "sqlstate"]
-
 T = TypeVar("T")
 
 # Server states a retry can outlive: connection failures, shutdown, too many clients,
@@ -42,6 +41,15 @@ class DatabaseUnavailable(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class DatabaseFailed(Exception):
+    """PostgreSQL refused the work for a reason a retry will not change (a bug, or a
+    schema that is not ours); nothing was committed. Carries the SQLSTATE, never the SQL."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"PostgreSQL refused the work (SQLSTATE {sqlstate or 'unknown'})")
+        self.sqlstate = sqlstate
 
 
 class Session:
@@ -164,9 +172,7 @@ class Database:
                 raise DatabaseUnavailable(NOT_ANSWERING) from exc
             except DatabaseError as exc:
                 _close_quietly(session.connection)
-                if sqlstate(exc).startswith(_UNAVAILABLE_SQLSTATE_PREFIXES):
-                    raise DatabaseUnavailable(NOT_ANSWERING) from exc
-                raise
+                raise _ours(exc) from exc
             except BaseException:
                 _close_quietly(session.connection)
                 raise
@@ -184,9 +190,7 @@ class Database:
         except (InterfaceError, OSError, struct.error) as exc:
             raise DatabaseUnavailable(NOT_ANSWERING) from exc
         except DatabaseError as exc:
-            if sqlstate(exc).startswith(_UNAVAILABLE_SQLSTATE_PREFIXES):
-                raise DatabaseUnavailable(NOT_ANSWERING) from exc
-            raise
+            raise _ours(exc) from exc
         return Session(connection, transaction_pooling=self._transaction_pooling, timeouts_sql=self._timeouts_sql), False
 
     def _connect(self) -> pg8000.native.Connection:
@@ -203,6 +207,11 @@ class Database:
                 raise
             self._before_first_query = None
         return connection
+
+
+def _ours(exc: DatabaseError) -> DatabaseUnavailable | DatabaseFailed:
+    code = sqlstate(exc)
+    return DatabaseUnavailable(NOT_ANSWERING) if code.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES) else DatabaseFailed(code)
 
 
 def sqlstate(exc: DatabaseError) -> str:

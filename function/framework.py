@@ -11,6 +11,7 @@ in requirements.txt is held, and tests/test_framing.py fails if this stops worki
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 from typing import Any
@@ -49,5 +50,19 @@ class _ProblemAnsweringStarlette(Starlette):
         super().__init__(*args, **kwargs)
 
 
+class FrameworkChanged(RuntimeError):
+    """functions-framework no longer builds its app the way this patch relies on."""
+
+
 def answer_framework_errors_as_problems() -> None:
+    """Fails the start-up, rather than silently answering text/plain 404s, if an upgrade
+    renamed what this replaces: the app's class, looked up by name when the app is built."""
+    framework = functions_framework.aio
+    builds_from_the_name = any(
+        "Starlette" in value.__code__.co_names for value in vars(framework).values()
+        if inspect.isfunction(value) and value.__module__ == framework.__name__
+    )
+    if getattr(framework, "Starlette", None) not in (Starlette, _ProblemAnsweringStarlette) or not builds_from_the_name:
+        raise FrameworkChanged("functions_framework.aio no longer builds its app from `Starlette`: "
+                               "update function/framework.py for this functions-framework version")
     functions_framework.aio.Starlette = _ProblemAnsweringStarlette  # type: ignore[misc]

@@ -55,7 +55,7 @@ def apply_migrations(connection: pg8000.native.Connection, timeout_seconds: floa
 
 
 def main() -> int:
-    from .database import connect_kwargs
+    from .targets import connect_kwargs
     from .settings import ConfigError, database_target_from
 
     try:

@@ -25,9 +25,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = field(repr=False)  # holds a password: never in logs or errors
-    redis_url: str = field(repr=False)
-    database: DatabaseTarget = field(repr=False)  # the same URLs, parsed and checked
+    # DATABASE_URL and REDIS_URL, parsed and checked; they hold passwords: never in logs or errors
+    database: DatabaseTarget = field(repr=False)
     redis: RedisTarget = field(repr=False)
     # direct: PostgreSQL or a session-mode pooler. transaction: a transaction-mode
     # PgBouncer, where no session state (SET, prepared statements) survives a transaction.
@@ -72,10 +71,8 @@ class Settings:
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Fail at start-up naming the variable, not on the first request."""
         return cls(
-            database_url=database_url_from(env),
             database=database_target_from(env),
             redis=redis_target_from(env),
-            redis_url=env["REDIS_URL"].strip(),
             database_pooling=_choice(
                 env, "DATABASE_POOLING", ("direct", "transaction"), "direct"
             ),  # type: ignore[arg-type]
@@ -147,12 +144,6 @@ def _is_ec(pem: str) -> bool:
         return isinstance(load_pem_public_key(pem.encode()), ec.EllipticCurvePublicKey)
     except ValueError:
         raise ConfigError("JWT_PUBLIC_KEY_FILE does not hold a PEM public key") from None
-
-
-def database_url_from(env: Mapping[str, str]) -> str:
-    """DATABASE_URL alone, checked: all that `python -m function.migrate` needs."""
-    database_target_from(env)
-    return env["DATABASE_URL"].strip()
 
 
 def database_target_from(env: Mapping[str, str]) -> DatabaseTarget:

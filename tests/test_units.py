@@ -139,3 +139,15 @@ def test_a_database_url_is_read_into_its_parts_with_tls_off_unless_asked() -> No
 def test_a_wait_that_is_not_a_finite_number_is_refused(value: str) -> None:
     with pytest.raises(ConfigError, match="IDEMPOTENCY_WAIT_SECONDS must be a number"):
         Settings.from_env({**URLS, "IDEMPOTENCY_WAIT_SECONDS": value})
+
+
+def test_the_framework_patch_refuses_a_functions_framework_that_no_longer_has_what_it_replaces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import functions_framework.aio
+
+    from function.framework import FrameworkChanged, answer_framework_errors_as_problems
+
+    monkeypatch.delattr(functions_framework.aio, "Starlette")  # as if an upgrade renamed it
+    with pytest.raises(FrameworkChanged):
+        answer_framework_errors_as_problems()
