@@ -27,6 +27,7 @@ from . import metrics
 from .outcomes import RedisFailure
 from .records import Claimed, Done, InFlight, Record
 from .targets import RedisTarget
+from .tracing import redis_span
 
 if TYPE_CHECKING:
     from .tracing import Tracing
@@ -137,8 +138,7 @@ class ClaimStore:
         self._release = self._client.register_script(RELEASE)
         self._timeout_seconds = timeout_seconds
         self._down_until = 0.0
-        if tracing is not None:  # chosen once: with tracing off a call pays nothing for it
-            self._call = tracing.redis_calls(self._call, skipped=lambda: self.cooling_down)  # type: ignore[method-assign]
+        self.tracing = tracing  # None: tracing off, and the span on `_call` costs one attribute read
 
     async def claim_or_read(self, key: str, claim: InFlight, lease_ms: int) -> Record | Claimed:
         """Claimed when this call took the claim (`taken_over` if a lease had run out);
@@ -174,6 +174,7 @@ class ClaimStore:
     def cooling_down(self) -> bool:
         return time.monotonic() < self._down_until
 
+    @redis_span
     async def _call(self, operation: str, script: AsyncScript, key: str, *args: str | int) -> Any:
         if self.cooling_down:  # skipped: neither a failure to count nor (when tracing) a span
             raise CacheUnavailable(None)

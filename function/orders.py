@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .database import Database, Session
 from .inputs import OrderRequest
+from .tracing import postgres_span
 
 if TYPE_CHECKING:
     from .tracing import Tracing
@@ -73,12 +74,9 @@ class OrderStore:
 
     def __init__(self, database: Database, tracing: Tracing | None = None) -> None:
         self._pool = database
-        if tracing is not None:  # chosen once: tracing off, a call pays nothing for it
-            self.insert_or_get = tracing.postgres_call("insert-or-get", "INSERT", self.insert_or_get)  # type: ignore[method-assign]
-            self.find = tracing.postgres_call("find", "SELECT", self.find)  # type: ignore[method-assign]
-            self.get = tracing.postgres_call("get", "SELECT", self.get)  # type: ignore[method-assign]
-            self.newest = tracing.postgres_call("list", "SELECT", self.newest)  # type: ignore[method-assign]
+        self.tracing = tracing  # None: tracing off, and the spans below cost one attribute read
 
+    @postgres_span("insert-or-get", "INSERT")
     async def insert_or_get(
         self, profile: str, key: str | None, fingerprint: str, request: OrderRequest
     ) -> tuple[Order, bool]:
@@ -95,15 +93,18 @@ class OrderStore:
 
         return await self._pool.run(work)
 
+    @postgres_span("find", "SELECT")
     async def find(self, profile: str, key: str) -> Order | None:
         """The order stored for (profile, key), if any: what any claim in Redis stands for."""
         rows = await self._pool.run(lambda c: c.run(SELECT_BY_KEY, profile=profile, key=key))
         return _order(rows[0]) if rows else None
 
+    @postgres_span("get", "SELECT")
     async def get(self, profile: str, order_id: str) -> Order | None:
         rows = await self._pool.run(lambda c: c.run(SELECT_BY_ID, order_id=order_id, profile=profile))
         return _order(rows[0]) if rows else None
 
+    @postgres_span("list", "SELECT")
     async def newest(self, profile: str, limit: int, below: int | None) -> Page:
         def work(connection: Session) -> list[list[Any]]:
             if below is None:

@@ -18,7 +18,8 @@ line's `keyHash`), a token, a body, or a URL (they hold passwords).
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Mapping, TypeVar
+import functools
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Mapping, TypeVar, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 
     from .reading import Head, Notes
 
-Call = TypeVar("Call", bound=Callable[..., Awaitable[Any]])
+Method = TypeVar("Method", bound=Callable[..., Awaitable[Any]])
+T = TypeVar("T")
 
 DEFAULT_SERVICE_NAME = "orders"
 # Probes and scrapes: a span per kubelet probe or Prometheus scrape would bury the orders.
@@ -140,36 +142,25 @@ class Tracing:
         ) as span:
             yield span
 
-    def redis_calls(self, call: Call, *, skipped: Callable[[], bool]) -> Call:
-        """`call(operation, script, key, *args)` in a client span named after the
-        operation (claim-or-read, finish, release), unless `skipped()` says Redis is not
-        asked at all (cooling down). A failure's `error.type` is its kind
+    async def redis_call(self, operation: str, call: Awaitable[T]) -> T:
+        """One Redis call in a client span named after the operation (claim-or-read,
+        finish, release). A failure's `error.type` is its kind
         (claims.CacheUnavailable.kind), as orders_redis_failures_total counts it."""
-        async def traced(operation: str, *args: Any) -> Any:
-            if skipped():
-                return await call(operation, *args)
-            with self._client_span(operation, _REDIS) as span:
-                try:
-                    return await call(operation, *args)
-                except Exception as exc:
-                    self._failed(span, str(getattr(exc, "kind", type(exc).__name__)))
-                    raise
+        with self._client_span(operation, _REDIS) as span:
+            try:
+                return await call
+            except Exception as exc:
+                self._failed(span, str(getattr(exc, "kind", type(exc).__name__)))
+                raise
 
-        return traced  # type: ignore[return-value]
-
-    def postgres_call(self, name: str, operation: str, call: Call) -> Call:
-        """`call` (one unit of work on the pool) inside a client span."""
-        attributes = {**self._postgres, "db.operation.name": operation}
-
-        async def traced(*args: Any, **kwargs: Any) -> Any:
-            with self._client_span(name, attributes) as span:
-                try:
-                    return await call(*args, **kwargs)
-                except Exception as exc:
-                    self._failed(span, type(exc).__name__)
-                    raise
-
-        return traced  # type: ignore[return-value]
+    async def postgres_call(self, name: str, operation: str, call: Awaitable[T]) -> T:
+        """One unit of work on the pool in a client span."""
+        with self._client_span(name, {**self._postgres, "db.operation.name": operation}) as span:
+            try:
+                return await call
+            except Exception as exc:
+                self._failed(span, type(exc).__name__)
+                raise
 
     def _client_span(self, name: str, attributes: Mapping[str, Any]) -> contextlib.AbstractContextManager[Span]:
         return self._tracer.start_as_current_span(
@@ -179,6 +170,57 @@ class Tracing:
     def _failed(self, span: Span, error_type: str) -> None:
         span.set_status(self._error)
         span.set_attribute("error.type", error_type)
+
+
+class _SpannedMethod:
+    """A store method that runs in a span when its store traces (`store.tracing`).
+    The choice is made on a store's first use of the method and kept in its __dict__:
+    with tracing off, every later call is the plain bound method, at no cost."""
+
+    def __init__(self, method: Callable[..., Awaitable[Any]],
+                 wrap: Callable[[Any, Tracing, Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]) -> None:
+        functools.update_wrapper(self, method)  # type: ignore[arg-type]  # __doc__, __name__ for readers
+        self._method, self._wrap, self._name = method, wrap, method.__name__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, store: Any, owner: type | None = None) -> Any:
+        if store is None:
+            return self
+        bound = self._method.__get__(store, owner)
+        tracing: Tracing | None = store.tracing
+        chosen = bound if tracing is None else self._wrap(store, tracing, bound)
+        store.__dict__[self._name] = chosen
+        return chosen
+
+
+def postgres_span(name: str, operation: str) -> Callable[[Method], Method]:
+    """Decorates a PostgreSQL store method: its unit of work in a client span."""
+    def wrap(store: Any, tracing: Tracing, bound: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def traced(*args: Any) -> Any:
+            return await tracing.postgres_call(name, operation, bound(*args))
+
+        return traced
+
+    def decorate(method: Method) -> Method:
+        return cast(Method, _SpannedMethod(method, wrap))
+
+    return decorate
+
+
+def redis_span(method: Method) -> Method:
+    """Decorates the Redis store's one call, `(operation, script, key, *args)`: a client
+    span named after the operation, unless Redis is not asked (cooling down)."""
+    def wrap(store: Any, tracing: Tracing, bound: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def traced(operation: str, *args: Any) -> Any:
+            if store.cooling_down:  # skipped: no span
+                return await bound(operation, *args)
+            return await tracing.redis_call(operation, bound(operation, *args))
+
+        return traced
+
+    return cast(Method, _SpannedMethod(method, wrap))
 
 
 def _route_template(method: str, path: str) -> str | None:
