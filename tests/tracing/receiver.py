@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import gzip
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
+from devserver.waiting import wait_until
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -123,12 +123,8 @@ class OtlpReceiver:
     ) -> list[Span]:
         """The spans once `condition(spans)` holds. Exporters batch, so spans arrive a
         schedule delay after the request; the timeout only bounds a test that fails."""
-        deadline = time.monotonic() + timeout_seconds
-        while True:
-            spans = self.spans
-            if condition(spans) or time.monotonic() > deadline:
-                return spans
-            time.sleep(0.02)
+        wait_until(lambda: condition(self.spans), what="the spans awaited", timeout_seconds=timeout_seconds)
+        return self.spans
 
     def trace(self, trace_id: str, timeout_seconds: float = 15.0) -> list[Span]:
         """The spans of one trace, once its server span arrived. A server span ends after
