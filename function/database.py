@@ -10,13 +10,14 @@ SQLSTATE codes are read here and nowhere else; callers see `DatabaseUnavailable`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import queue
 import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, AsyncIterator, Callable, TypeVar
 
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
@@ -129,25 +130,43 @@ class Database:
 
     async def run(self, work: Callable[[Session], T]) -> T:
         """Run `work(session)` on a pooled connection in a worker thread."""
-        metrics.DB_POOL_WAITING.inc()
+        async with self.connection_slot():
+            return await self.on_connection(work)
+
+    @contextlib.asynccontextmanager
+    async def connection_slot(self, wait_seconds: float | None = None, *, counted: bool = True) -> AsyncIterator[None]:
+        """Hold one of the pool's `pool_size` slots; give up with `ALL_BUSY` after the wait.
+
+        `counted=False` is for batching.InsertBatcher, which counts its queued requests
+        in the waiting gauge and wait histogram itself (one per request, not per batch)."""
+        if counted:
+            metrics.DB_POOL_WAITING.inc()
         asked = time.perf_counter()
         try:
-            async with asyncio.timeout(self._wait_seconds):
+            async with asyncio.timeout(self._wait_seconds if wait_seconds is None else wait_seconds):
                 await self._slots.acquire()
         except TimeoutError:
             raise DatabaseUnavailable(ALL_BUSY) from None
         finally:
-            metrics.DB_POOL_WAITING.dec()
-            metrics.DB_POOL_WAIT.observe(time.perf_counter() - asked)  # a timed-out wait too
+            if counted:
+                metrics.DB_POOL_WAITING.dec()
+                metrics.DB_POOL_WAIT.observe(time.perf_counter() - asked)  # a timed-out wait too
         metrics.DB_POOL_IN_USE.inc()
         try:
-            context = contextvars.copy_context()  # the caller's trace context reaches the thread
-            return await asyncio.get_running_loop().run_in_executor(
-                self._threads, context.run, self._run_blocking, work
-            )
+            yield
         finally:
             metrics.DB_POOL_IN_USE.dec()
             self._slots.release()
+
+    async def on_connection(self, work: Callable[[Session], T]) -> T:
+        """`work(session)` in a worker thread; call it holding a `connection_slot`."""
+        context = contextvars.copy_context()  # the caller's trace context reaches the thread
+        return await asyncio.get_running_loop().run_in_executor(self._threads, context.run, self._run_blocking, work)
+
+    @property
+    def wait_seconds(self) -> float:
+        """How long a unit of work waits for a free connection before `ALL_BUSY`."""
+        return self._wait_seconds
 
     def _run_blocking(self, work: Callable[[Session], T]) -> T:
         """A pooled connection that PostgreSQL dropped (a restart, an idle kill) fails on

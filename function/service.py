@@ -60,6 +60,6 @@ def _build(settings: Settings) -> Service:
     )
     tracing = Tracing(settings.database) if settings.tracing else None
     claims = ClaimStore(settings.redis, timeout_seconds=settings.redis_timeout_seconds, tracing=tracing)
-    orders = OrderStore(database, tracing)
+    orders = OrderStore(database, tracing, batch_max=settings.database_batch_max)
     engine = IdempotencyEngine(settings, claims, orders, tracing)
     return Service(settings, claims, orders, engine, database, tracing)
