@@ -1,11 +1,12 @@
 """Group commit: requests that wait for PostgreSQL at the same moment share one unit of work.
 
 A request queues its item and awaits its own future. One *flusher* task at a time waits
-for a pooled connection on behalf of everything queued; when it gets one, it takes what
-is queued (up to `max_size`), starts the next flusher if more is left, and runs the batch
-in one unit of work. Nobody waits for company: with a connection free and nobody queued,
-the flusher takes a batch of one at once, so an idle copy behaves as before. Under load,
-the creates that queue behind the busy connections go together in the next free one.
+for a turn (at most `max_in_flight` batches run at once) and a pooled connection on
+behalf of everything queued; when it has both, it takes what is queued (up to
+`max_size`), starts the next flusher if more is left, and runs the batch in one unit of
+work. Nobody waits for company: with a turn free and nobody queued, the flusher takes a
+batch of one at once, so an idle copy behaves as before. Under load, the creates that
+queue behind the batches in flight go together in the next one.
 
 Every request keeps its own fate. Its wait for a connection is bounded as before (an item
 not taken before its deadline fails with `ALL_BUSY`); a cancelled request only cancels its
@@ -20,11 +21,12 @@ stale pooled connection, for the batch as a whole.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Generic, Sequence, TypeVar
+from typing import AsyncIterator, Callable, Generic, Sequence, TypeVar
 
 from . import metrics
 from .database import ALL_BUSY, Database, DatabaseUnavailable, Session
@@ -47,10 +49,11 @@ class _Queued(Generic[Item, Result]):
 class InsertBatcher(Generic[Item, Result]):
     """One per worker process, like the pool it lends connections from."""
 
-    def __init__(self, database: Database, work: BatchWork[Item, Result], *, max_size: int) -> None:
+    def __init__(self, database: Database, work: BatchWork[Item, Result], *, max_size: int, max_in_flight: int) -> None:
         self._database = database
         self._work = work
         self._max_size = max_size
+        self._in_flight = asyncio.Semaphore(max_in_flight)
         self._queue: deque[_Queued[Item, Result]] = deque()
         self._flusher_waiting = False  # a flusher waits for a connection for what is queued
         self._tasks: set[asyncio.Task[None]] = set()  # referenced until done: the loop keeps weak ones
@@ -77,7 +80,7 @@ class InsertBatcher(Generic[Item, Result]):
         loop = asyncio.get_running_loop()
         oldest = self._queue[0].deadline if self._queue else loop.time()
         try:
-            async with self._database.connection_slot(max(0.0, oldest - loop.time()), counted=False):
+            async with self._turn(max(0.0, oldest - loop.time())):
                 self._flusher_waiting = False
                 batch = self._take()
                 if self._queue:  # more than one batch queued: the next waits for the next connection
@@ -89,6 +92,22 @@ class InsertBatcher(Generic[Item, Result]):
             self._expire(loop)
             if self._queue:
                 self._start_flusher(loop)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, wait_seconds: float) -> AsyncIterator[None]:
+        """One of `max_in_flight` batches, on a pooled connection, within `wait_seconds`."""
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(wait_seconds):
+                await self._in_flight.acquire()
+        except TimeoutError:
+            raise DatabaseUnavailable(ALL_BUSY) from None
+        try:
+            left = max(0.0, wait_seconds - (time.monotonic() - started))
+            async with self._database.connection_slot(left, counted=False):
+                yield
+        finally:
+            self._in_flight.release()
 
     def _take(self) -> list[_Queued[Item, Result]]:
         batch: list[_Queued[Item, Result]] = []

@@ -105,10 +105,12 @@ class OrderStore:
     """Each method is one unit of work on one connection (one transaction when pooled);
     creates share theirs with the creates queued beside them (batching.py)."""
 
-    def __init__(self, database: Database, tracing: Tracing | None = None, *, batch_max: int = 1) -> None:
+    def __init__(
+        self, database: Database, tracing: Tracing | None = None, *, batch_max: int = 1, batches_in_flight: int = 1,
+    ) -> None:
         self._pool = database
         self._batcher: InsertBatcher[NewOrder, tuple[Order, bool]] = InsertBatcher(
-            database, insert_or_get_all, max_size=batch_max)
+            database, insert_or_get_all, max_size=batch_max, max_in_flight=batches_in_flight)
         if tracing is not None:  # chosen once: tracing off, a call pays nothing for it
             self.insert_or_get = tracing.postgres_call("insert-or-get", "INSERT", self.insert_or_get)  # type: ignore[method-assign]
             self.find = tracing.postgres_call("find", "SELECT", self.find)  # type: ignore[method-assign]
