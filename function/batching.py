@@ -12,9 +12,10 @@ Every request keeps its own fate. Its wait for a connection is bounded as before
 not taken before its deadline fails with `ALL_BUSY`); a cancelled request only cancels its
 own future (the batch is the flusher's task, so it runs on for the others, and an item
 whose request is gone before it is taken is skipped). A batch that PostgreSQL cannot run
-now fails each request with its own `DatabaseUnavailable`; any other error of a batch of
-several is retried one item at a time on the same connection, so a row one request could
-not write never fails another. `Database.on_connection` keeps its retry-once rule for a
+now (down, hung, too slow) fails each request with its own `DatabaseUnavailable`. A batch
+of several that failed otherwise, or waited past lock_timeout for another transaction's
+lock (a row of it may be held by a transaction that hangs), is retried one item at a time
+on the same connection, so a row one request could not write never fails another. `Database.on_connection` keeps its retry-once rule for a
 stale pooled connection, for the batch as a whole.
 """
 
@@ -136,8 +137,12 @@ class InsertBatcher(Generic[Item, Result]):
         items = [queued.item for queued in batch]
         try:
             results = await self._database.on_connection(lambda session: self._work(session, items))
-        except DatabaseUnavailable as exc:  # each would have failed alone: each gets its own error
-            for queued in batch:
+        except DatabaseUnavailable as exc:
+            if exc.blocked_by_lock and len(batch) > 1:  # perhaps one row's lock: find whose
+                for queued in batch:
+                    await self._run([queued])
+                return
+            for queued in batch:  # each would have failed alone: each gets its own error
                 error = DatabaseUnavailable(exc.detail)
                 error.__cause__ = exc
                 _fail(queued, error)

@@ -33,16 +33,20 @@ T = TypeVar("T")
 # a statement or lock timeout, and a schema not applied yet (AUTO_MIGRATE=false before
 # `python -m function.migrate` has run).
 _UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57", "55P03", "40P01", "40001", "42P01")
+LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout
 NOT_ANSWERING = "PostgreSQL did not answer in time; nothing was written, retry with the same key"
 ALL_BUSY = "every PostgreSQL connection of this copy stayed busy; retry with the same key"
 
 
 class DatabaseUnavailable(Exception):
-    """PostgreSQL cannot do the work now; nothing was committed by it. `detail` is safe to show."""
+    """PostgreSQL cannot do the work now; nothing was committed by it. `detail` is safe to show.
+    `blocked_by_lock`: PostgreSQL itself answers, but a row waited past lock_timeout for
+    another transaction's lock (in a batch, maybe one row's; see batching.py)."""
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, blocked_by_lock: bool = False) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.blocked_by_lock = blocked_by_lock
 
 
 class Session:
@@ -111,11 +115,14 @@ class Database:
     ) -> None:
         self._kwargs = connect_kwargs(target, connect_timeout_seconds)
         timeout_ms = int(statement_timeout_seconds * 1000)
+        # A little shorter, so a row blocked by another transaction's lock ends as a lock
+        # timeout (55P03), told apart from a slow server (57014, statement_timeout).
+        lock_timeout_ms = max(1, timeout_ms * 4 // 5)
         self._transaction_pooling = transaction_pooling
-        self._timeouts_sql = f"SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL lock_timeout = {timeout_ms}"
+        self._timeouts_sql = f"SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL lock_timeout = {lock_timeout_ms}"
         if not transaction_pooling:  # session settings: fine when the session is ours alone
             self._kwargs["startup_params"] = {
-                "statement_timeout": str(timeout_ms), "lock_timeout": str(timeout_ms),
+                "statement_timeout": str(timeout_ms), "lock_timeout": str(lock_timeout_ms),
                 "idle_in_transaction_session_timeout": str(timeout_ms * 4),
             }
         # A hung server (not a dead one) is noticed by the socket, a little after
@@ -183,8 +190,9 @@ class Database:
                 raise DatabaseUnavailable(NOT_ANSWERING) from exc
             except DatabaseError as exc:
                 _close_quietly(session.connection)
-                if sqlstate(exc).startswith(_UNAVAILABLE_SQLSTATE_PREFIXES):
-                    raise DatabaseUnavailable(NOT_ANSWERING) from exc
+                state = sqlstate(exc)
+                if state.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES):
+                    raise DatabaseUnavailable(NOT_ANSWERING, blocked_by_lock=state == LOCK_NOT_AVAILABLE) from exc
                 raise
             except BaseException:
                 _close_quietly(session.connection)
