@@ -112,6 +112,29 @@ def test_with_group_commit_off_queued_creates_each_get_their_own_insert(
     assert batch_sizes(copy) == (6.0, 6.0)  # the warm-up, the blocker and four: all alone
 
 
+def test_the_finishes_of_one_batch_reach_redis_as_one_pipeline_each_with_its_own_answer(
+    start_copies: Callable[..., list[FunctionCopy]], db: Database, postgres: Any, redis_server: Any,
+) -> None:
+    (copy,) = start_copies(1, **BATCHING)
+    started = queue_behind_a_paused_batch(copy, postgres, [
+        lambda n=n: Client(copy.url).create(key=f"piped-{n}") for n in range(10)  # type: ignore[misc]
+    ])
+    before = redis_server.client().info("stats")
+    postgres.resume()  # the blocker finishes, then the ten: their finishes come in one loop turn
+    answers = answers_of(started)
+    after = redis_server.client().info("stats")
+
+    assert [a.status_code for a in answers] == [201] * 11
+    commands = after["total_commands_processed"] - before["total_commands_processed"]
+    reads = after["total_reads_processed"] - before["total_reads_processed"]
+    assert commands >= 11  # the eleven finishes (and the INFO)...
+    assert reads < 10, (reads, commands)  # ...reach Redis in fewer reads than the batch has finishes
+    for n, answer in enumerate(answers[1:]):  # each key's record holds its own answer
+        replay = Client(copy.url).create(key=f"piped-{n}")
+        assert replay.headers.get("Idempotent-Replayed") == "true" and replay.content == answer.content
+    assert Client(copy.url).outcome_count("replayed-redis") == 10
+
+
 def test_duplicates_that_share_a_batch_with_redis_down_get_one_order_per_key(
     start_copies: Callable[..., list[FunctionCopy]], db: Database, postgres: Any,
 ) -> None:
