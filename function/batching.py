@@ -134,6 +134,13 @@ class InsertBatcher(Generic[Item, Result]):
 
     async def _run(self, batch: list[_Queued[Item, Result]]) -> None:
         metrics.INSERT_BATCH_SIZE.observe(len(batch))
+        try:
+            await self._answer(batch)
+        finally:  # whatever went wrong here, no request may wait for ever
+            for queued in batch:
+                _fail(queued, RuntimeError("the batch ended without an answer for this request"))
+
+    async def _answer(self, batch: list[_Queued[Item, Result]]) -> None:
         items = [queued.item for queued in batch]
         try:
             results = await self._database.on_connection(lambda session: self._work(session, items))
@@ -154,10 +161,6 @@ class InsertBatcher(Generic[Item, Result]):
             for queued in batch:  # nothing of the batch was written: find whose row it was
                 await self._run([queued])
             return
-        except BaseException as exc:  # the loop is going away: nobody may wait for ever
-            for queued in batch:
-                _fail(queued, DatabaseUnavailable(ALL_BUSY))
-            raise exc
         for queued, result in zip(batch, results, strict=True):
             if not queued.answer.done():
                 queued.answer.set_result(result)
