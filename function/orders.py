@@ -23,7 +23,6 @@ _COLUMNS = (
 )
 
 
-
 @functools.lru_cache(maxsize=None)
 def insert_unless_keys_exist(rows: int) -> str:
     """One INSERT for `rows` new orders (group commit); a row whose key exists is skipped.
@@ -49,8 +48,7 @@ def select_by_keys(keys: int) -> str:
     return f"SELECT {_COLUMNS}, idempotency_key FROM orders WHERE (profile_id, idempotency_key) IN ({pairs})"
 
 
-# Run after a conflict. A separate statement on purpose: within the INSERT's own
-# snapshot a row committed by a concurrent copy would be invisible.
+# What a claim in Redis stands for (`find`), read by a duplicate that waited.
 SELECT_BY_KEY = f"SELECT {_COLUMNS} FROM orders WHERE profile_id = :profile AND idempotency_key = :key"
 SELECT_BY_ID = f"SELECT {_COLUMNS} FROM orders WHERE order_id = CAST(:order_id AS uuid) AND profile_id = :profile"
 SELECT_NEWEST = f"""SELECT {_COLUMNS} FROM orders WHERE profile_id = :profile
