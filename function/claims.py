@@ -228,7 +228,7 @@ class _Pipeline:
     async def _execute(self, queued: list[tuple[AsyncScript, str, tuple[str | int, ...], asyncio.Future[Any]]]) -> None:
         if len(queued) == 1:
             script, key, args, answer = queued[0]
-            await _settle(answer, script(keys=[key], args=list(args)))
+            await _settle(answer, script(keys=[key], args=list(args)), self._timeout_seconds)
             return
         pipe = self._client.pipeline(transaction=False)
         for script, key, args, _ in queued:
@@ -243,7 +243,7 @@ class _Pipeline:
             return
         for (script, key, args, answer), reply in zip(queued, replies):
             if isinstance(reply, redis.exceptions.NoScriptError):  # Redis restarted: load it
-                await _settle(answer, script(keys=[key], args=list(args)))
+                await _settle(answer, script(keys=[key], args=list(args)), self._timeout_seconds)
             elif isinstance(reply, Exception):
                 if not answer.done():
                     answer.set_exception(reply)
@@ -251,9 +251,12 @@ class _Pipeline:
                 answer.set_result(reply)
 
 
-async def _settle(answer: asyncio.Future[Any], call: Awaitable[Any]) -> None:
+async def _settle(answer: asyncio.Future[Any], call: Awaitable[Any], timeout_seconds: float) -> None:
+    """`call`'s reply or error into `answer`. Bounded like the caller's own wait: a call
+    on a hung Redis is cancelled, which makes redis-py drop its connection."""
     try:
-        reply = await call
+        async with asyncio.timeout(timeout_seconds):
+            reply = await call
     except Exception as exc:
         if not answer.done():
             answer.set_exception(exc)
