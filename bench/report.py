@@ -73,7 +73,7 @@ def _scenarios(r: dict[str, Any]) -> list[str]:
             "voluntary ones: a thread of the copy waiting for the network, for PostgreSQL or for the GIL (a create "
             "hands the GIL between the event loop and a pg8000 thread several times). *storage CPU* is PostgreSQL's "
             "and Redis's together; *PostgreSQL CPU* is all its processes' over the orders the point created. "
-            "*mean INSERT batch*: creates per INSERT (orders_insert_batch_size). *path checked*: the copy's outcome counters show every answer took the "
+            "*mean INSERT batch*: creates per INSERT (orders_insert_batch_creates). *path checked*: the copy's outcome counters show every answer took the "
             "scenario's path (created, replayed-redis, replayed-postgres).",
             "",
             ]

@@ -176,8 +176,8 @@ def outcome_counts(url: str) -> Counter[str]:
 
 @dataclass(frozen=True)
 class Batches:
-    statements: float  # INSERTs a copy sent (orders_insert_batch_size_count)
-    rows: float  # creates they carried (orders_insert_batch_size_sum)
+    statements: float  # INSERTs a copy sent (orders_insert_batch_creates_count)
+    rows: float  # creates they carried (orders_insert_batch_creates_sum)
 
     def __sub__(self, earlier: Batches) -> Batches:
         return Batches(self.statements - earlier.statements, self.rows - earlier.rows)
@@ -188,7 +188,7 @@ def insert_batches(url: str) -> Batches:
     values = {"count": 0.0, "sum": 0.0}
     for line in requests.get(url + "/metrics", timeout=10).text.splitlines():
         for suffix in values:
-            if line.startswith(f"orders_insert_batch_size_{suffix} "):
+            if line.startswith(f"orders_insert_batch_creates_{suffix} "):
                 values[suffix] = float(line.rpartition(" ")[2])
     return Batches(values["count"], values["sum"])
 

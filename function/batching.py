@@ -133,7 +133,7 @@ class InsertBatcher(Generic[Item, Result]):
         metrics.DB_POOL_WAIT.observe(time.perf_counter() - queued.asked)
 
     async def _run(self, batch: list[_Queued[Item, Result]]) -> None:
-        metrics.INSERT_BATCH_SIZE.observe(len(batch))
+        metrics.INSERT_BATCH_CREATES.observe(len(batch))
         try:
             await self._answer(batch)
         finally:  # whatever went wrong here, no request may wait for ever

@@ -72,7 +72,7 @@ def answers_of(started: list[tuple[threading.Thread, list[Any]]]) -> list[Any]:
 def batch_sizes(copy: FunctionCopy) -> tuple[float, float]:
     """(INSERTs, creates they carried) so far."""
     text = scrape(copy)
-    return sample(text, "orders_insert_batch_size_count"), sample(text, "orders_insert_batch_size_sum")
+    return sample(text, "orders_insert_batch_creates_count"), sample(text, "orders_insert_batch_creates_sum")
 
 
 def test_one_at_a_time_each_create_is_its_own_insert_and_queued_creates_share_one(
