@@ -25,7 +25,7 @@ from devserver.copies import web_command
 from devserver.stack import LocalStack
 
 from . import coldstart, listing, machine, profiling, report, scaleout, targets, tracing
-from .copies import FLOORS, floor_command, is_asgi
+from .copies import FLOORS, UNBATCHED, floor_command, is_asgi
 from .knative import knative_settings
 from .plan import FULL, QUICK, Plan
 from .scenarios import Scenarios
@@ -33,7 +33,8 @@ from .stats import ratio
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FLOOR_NAMES = tuple(FLOORS)  # floorDefault, floorAsgi
-FUNCTION_SCENARIOS = ("create", "replay", "replayAfterFlush", "storm")
+# createUnbatched: a second copy with DATABASE_BATCH_MAX=1 (group commit off), same run.
+FUNCTION_SCENARIOS = ("create", "createUnbatched", "replay", "replayAfterFlush", "storm")
 SCENARIOS = FLOOR_NAMES + FUNCTION_SCENARIOS
 
 
@@ -60,6 +61,7 @@ def run(plan: Plan, *, say: Callable[[str], None]) -> dict[str, Any]:
     with LocalStack(env=knative, durable=True) as stack:
         say("PostgreSQL, Redis, the function and both floors are starting")
         function = stack.start_copy()
+        unbatched = stack.start_copy(env=UNBATCHED)
         floors = {name: stack.start_copy(command=floor_command(name)) for name in FLOOR_NAMES}
         results: dict[str, Any] = {
             **machine.describe(stack.database_url, stack.redis_url),
@@ -70,13 +72,15 @@ def run(plan: Plan, *, say: Callable[[str], None]) -> dict[str, Any]:
                              if name in knative},
         }
         storage = [server.process.pid for server in (stack.postgres, stack.redis) if server and server.process]
-        scenarios = Scenarios(plan, function=function, floors=floors, database_url=stack.database_url,
-                              redis_url=stack.redis_url, storage_pids=storage, run_id=run_id)
+        scenarios = Scenarios(plan, function=function, unbatched=unbatched, floors=floors,
+                              database_url=stack.database_url, redis_url=stack.redis_url, storage_pids=storage,
+                              postgres_pid=_pid_of(stack.postgres), run_id=run_id)
         say(f"seeding {plan.seed_keys} orders for replays")
         scenarios.seed()
         points: list[tuple[str, Callable[[int], dict[str, Any]]]] = [
             *((name, lambda c, name=name: scenarios.floor(name, c)) for name in FLOOR_NAMES),
-            ("create", scenarios.create), ("replay", scenarios.replay),
+            ("create", scenarios.create), ("createUnbatched", scenarios.create_unbatched),
+            ("replay", scenarios.replay),
             ("replayAfterFlush", scenarios.replay_after_flush), ("storm", scenarios.storm),
         ]
         rounds: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in SCENARIOS}
@@ -103,6 +107,10 @@ def run(plan: Plan, *, say: Callable[[str], None]) -> dict[str, Any]:
             function.url, stack.database_url, run_id, plan.big_profile_orders, plan.seconds / 2)
         results["loadAverageAtEnd"] = [round(value, 2) for value in os.getloadavg()]
     return results
+
+
+def _pid_of(server: Any) -> int | None:
+    return server.process.pid if server is not None and server.process is not None else None
 
 
 def _profiles(scenarios: Scenarios, function: Any, plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:

@@ -13,6 +13,9 @@ FLOORS = {
     "floorAsgi": ("bench/floor/asgi_stack.py", True),
 }
 
+# The function with group commit off (each create its own INSERT), beside the default.
+UNBATCHED = {"DATABASE_BATCH_MAX": "1"}
+
 
 def floor_command(name: str) -> str:
     source, asgi = FLOORS[name]

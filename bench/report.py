@@ -8,6 +8,7 @@ NAMES = {
     "floorDefault": "floor, default stack (gunicorn gthread + Flask, constant 201)",
     "floorAsgi": "floor, ASGI stack (`--asgi`, async constant 201)",
     "create": "create, new keys",
+    "createUnbatched": "create, new keys, group commit off (DATABASE_BATCH_MAX=1)",
     "replay": "replay, Redis path",
     "replayAfterFlush": "replay, PostgreSQL path (after a Redis flush)",
     "storm": "duplicate storm",
@@ -57,19 +58,22 @@ def _scenarios(r: dict[str, Any]) -> list[str]:
                 _num(ratios.get("throughput"), 1.0), _num(ratios.get("p99"), 1.0),
                 f"{p.get('serverCpuMicrosecondsPerRequest')} ({_num(ratios.get('serverCpuPerRequest'), 1.0)})",
                 p.get("serverCpuUtilisation"), p.get("serverContextSwitchesPerRequest", "-"),
-                p.get("storageCpuMicrosecondsPerRequest"), _path(p),
+                p.get("storageCpuMicrosecondsPerRequest"), p.get("postgresCpuMicrosecondsPerOrder", "-"),
+                p.get("insertBatchSizeMean", "-"), _path(p),
             ])
     columns = ["scenario", "connections", "req/s", "p50 ms", "p95 ms", "p99 ms", "x ASGI floor req/s",
                "x ASGI floor p99", "copy CPU µs/req (x ASGI floor)", "copy CPU busy",
-               "copy context switches/req", "storage CPU µs/req", "path checked"]
+               "copy context switches/req", "storage CPU µs/req", "PostgreSQL CPU µs/created order",
+               "mean INSERT batch", "path checked"]
     return ["## Scenarios against the ASGI floor (same run, same generator)", "",
-            *_table(columns, "lrrrrrrrrrrrl", rows),
+            *_table(columns, "lrrrrrrrrrrrrrl", rows),
             "",
             "Best of " + str(r["plan"]["rounds"]) + " round(s) per point. *copy CPU busy* is the copy's CPU "
             "seconds per second: near 1.0 its one worker process is saturated. *copy context switches* are "
             "voluntary ones: a thread of the copy waiting for the network, for PostgreSQL or for the GIL (a create "
             "hands the GIL between the event loop and a pg8000 thread several times). *storage CPU* is PostgreSQL's "
-            "and Redis's together. *path checked*: the copy's outcome counters show every answer took the "
+            "and Redis's together; *PostgreSQL CPU* is all its processes' over the orders the point created. "
+            "*mean INSERT batch*: creates per INSERT (orders_insert_batch_creates). *path checked*: the copy's outcome counters show every answer took the "
             "scenario's path (created, replayed-redis, replayed-postgres).",
             "",
             ]
@@ -126,15 +130,17 @@ def _pgbouncer(r: dict[str, Any]) -> list[str]:
     lines += [
         f"New keys, {scaleout['connections']} connections in all spread over the copies; PgBouncer "
         f"`default_pool_size` {scaleout['defaultPoolSize']}; each copy DATABASE_POOLING=transaction, "
-        "beside one copy straight to PostgreSQL (prepared statements, session timeouts). On 2 cores more "
-        "copies add no CPU: read the shared parts' behaviour and the CPU per create.",
+        "beside one copy straight to PostgreSQL (prepared statements, session timeouts); each with group commit "
+        "on (the default) and off (DATABASE_BATCH_MAX=1). On 2 cores more copies add no CPU: read the shared "
+        "parts' behaviour and the CPU per create, the copies' and PostgreSQL's.",
         "",
     ]
     rows = [[name, f"{p['throughput']:.0f}", p["p50"], p["p99"], p.get("copyCpuMicrosecondsPerCreate"),
-             p["errors"], ", ".join(f"{k}: {v}" for k, v in p["statuses"].items())]
+             p.get("postgresCpuMicrosecondsPerCreate", "-"), p["errors"],
+             ", ".join(f"{k}: {v}" for k, v in p["statuses"].items())]
             for name, p in scaleout["points"].items()]
-    return lines + _table(["copies", "creates/s", "p50 ms", "p99 ms", "copy CPU µs/create", "errors", "statuses"],
-                          "lrrrrrl", rows) + [""]
+    return lines + _table(["copies", "creates/s", "p50 ms", "p99 ms", "copy CPU µs/create",
+                           "PostgreSQL CPU µs/create", "errors", "statuses"], "lrrrrrrl", rows) + [""]
 
 
 def _profiles(r: dict[str, Any]) -> list[str]:

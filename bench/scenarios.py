@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -31,14 +32,16 @@ OUTCOME_SERIES = "orders_idempotency_outcomes_total"
 
 class Scenarios:
     def __init__(
-        self, plan: Plan, *, function: FunctionCopy, floors: dict[str, FunctionCopy], database_url: str,
-        redis_url: str, storage_pids: list[int], run_id: str,
+        self, plan: Plan, *, function: FunctionCopy, unbatched: FunctionCopy, floors: dict[str, FunctionCopy],
+        database_url: str, redis_url: str, storage_pids: list[int], postgres_pid: int | None, run_id: str,
     ) -> None:
         self.plan = plan
         self.function_url = function.url
+        self.unbatched_url = unbatched.url
         self.floor_urls = {name: copy.url for name, copy in floors.items()}
-        self._pids = {copy.url: _pid(copy) for copy in [function, *floors.values()]}
+        self._pids = {copy.url: _pid(copy) for copy in [function, unbatched, *floors.values()]}
         self._storage_pids = storage_pids
+        self._postgres_pids = [postgres_pid] if postgres_pid is not None else []
         self.database_url = database_url
         self.redis = redis.Redis.from_url(redis_url)
         self.run_id = run_id
@@ -71,6 +74,12 @@ class Scenarios:
         profile = f"bench-create-{self.run_id}"
         stream = traffic.new_keys(self.function_url, profile, self._new_prefix())
         return self._point(self.function_url, connections, stream, expect_outcome="created")
+
+    def create_unbatched(self, connections: int) -> dict[str, Any]:
+        """The same creates on the copy with group commit off (DATABASE_BATCH_MAX=1)."""
+        profile = f"bench-create-{self.run_id}"
+        stream = traffic.new_keys(self.unbatched_url, profile, self._new_prefix())
+        return self._point(self.unbatched_url, connections, stream, expect_outcome="created")
 
     def replay(self, connections: int) -> dict[str, Any]:
         """Finished keys replayed over and over, every one of them already in Redis."""
@@ -125,10 +134,14 @@ class Scenarios:
         """Warm-up, then the measured run: its figures, CPU, and the path it took."""
         warmup = measure(url, connections, stream, seconds=self.plan.warmup_seconds)
         before = outcome_counts(url) if expect_outcome else Counter()
+        batches = insert_batches(url)
         server, storage_cpu = tree_usage([self._pids[url]]), tree_cpu_seconds(self._storage_pids)
+        postgres_cpu = tree_cpu_seconds(self._postgres_pids)
         measured = measure(url, connections, stream, seconds=self.plan.seconds)
         server = tree_usage([self._pids[url]]) - server
         server_cpu, storage_cpu = server.cpu_seconds, tree_cpu_seconds(self._storage_pids) - storage_cpu
+        postgres_cpu = tree_cpu_seconds(self._postgres_pids) - postgres_cpu
+        batches = insert_batches(url) - batches
         result = figures(measured)
         result["warmupRequests"] = len(warmup.answers)
         if measured.answers:
@@ -137,6 +150,13 @@ class Scenarios:
             result["serverCpuMicrosecondsPerRequest"] = round(server_cpu / len(measured.answers) * 1e6)
             result["storageCpuMicrosecondsPerRequest"] = round(storage_cpu / len(measured.answers) * 1e6)
             result["serverContextSwitchesPerRequest"] = round(server.voluntary_switches / len(measured.answers), 1)
+            # All PostgreSQL's processes; per created order where the point created any.
+            created = (outcome_counts(url) - before)["created"] if expect_outcome else 0
+            per = created or len(measured.answers)
+            result["postgresCpuMicrosecondsPerOrder" if created else "postgresCpuMicrosecondsPerRequest"] = (
+                round(postgres_cpu / per * 1e6))
+        if batches.statements:
+            result["insertBatchSizeMean"] = round(batches.rows / batches.statements, 2)
         if expect_outcome:
             took = outcome_counts(url) - before
             result["outcomes"] = dict(took)
@@ -152,6 +172,25 @@ def outcome_counts(url: str) -> Counter[str]:
             labels, _, value = line.rpartition(" ")
             counts[labels.split('outcome="')[1].split('"')[0]] = int(float(value))
     return counts
+
+
+@dataclass(frozen=True)
+class Batches:
+    statements: float  # INSERTs a copy sent (orders_insert_batch_creates_count)
+    rows: float  # creates they carried (orders_insert_batch_creates_sum)
+
+    def __sub__(self, earlier: Batches) -> Batches:
+        return Batches(self.statements - earlier.statements, self.rows - earlier.rows)
+
+
+def insert_batches(url: str) -> Batches:
+    """The copy's group-commit histogram totals (0 for a floor, which has none)."""
+    values = {"count": 0.0, "sum": 0.0}
+    for line in requests.get(url + "/metrics", timeout=10).text.splitlines():
+        for suffix in values:
+            if line.startswith(f"orders_insert_batch_creates_{suffix} "):
+                values[suffix] = float(line.rpartition(" ")[2])
+    return Batches(values["count"], values["sum"])
 
 
 def _check_storm(measured: Measurement, database_url: str, profile: str, prefix: str) -> dict[str, Any]:

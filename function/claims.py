@@ -1,6 +1,10 @@
 """Redis: claim a key, finish it with the answer, or release it, in one round trip each.
 
-One `redis.asyncio` client per worker process, made on the loop that uses it. A Sentinel
+One `redis.asyncio` client per worker process, made on the loop that uses it. The calls
+issued in one turn of the event loop (the requests a burst of reads started, the finishes
+of one group-committed batch) are written as one pipeline: one write and one read of all
+replies instead of one each (see `_Pipeline`); each call keeps its own timeout and failure
+rule, and each is still one Lua script deciding inside Redis. A Sentinel
 set (`redis+sentinel://`) is followed through failovers by redis-py itself; a demoted
 primary's READONLY answer counts as "Redis unavailable", like a timeout.
 
@@ -13,8 +17,9 @@ same script, on Redis's clock. Failures are counted here, by kind, once per call
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Awaitable
 
 import redis.asyncio
 import redis.exceptions
@@ -137,6 +142,9 @@ class ClaimStore:
         self._finish = self._client.register_script(FINISH)
         self._release = self._client.register_script(RELEASE)
         self._timeout_seconds = timeout_seconds
+        # Measured (16 connections, same run): copy CPU per replay 0.86x, per create ~0.65x
+        # of one command per call; py-spy: asyncio's stream writes 13.6 -> 9.9 % of a create.
+        self._pipeline = _Pipeline(self._client, timeout_seconds)
         self._down_until = 0.0
         self.tracing = tracing  # None: tracing off, and the span on `_call` costs one attribute read
 
@@ -180,7 +188,7 @@ class ClaimStore:
             raise CacheUnavailable(None)
         try:
             async with asyncio.timeout(self._timeout_seconds):
-                return await script(keys=[key], args=list(args))
+                return await self._pipeline.call(script, key, args)
         except (redis.exceptions.RedisError, OSError) as exc:  # TimeoutError is an OSError
             self._down_until = time.monotonic() + COOL_DOWN_SECONDS
             kind = failure_kind(exc)
@@ -199,6 +207,77 @@ class ClaimStore:
             await self._client.connection_pool.disconnect()
         except (redis.exceptions.RedisError, OSError):
             pass
+
+
+class _Pipeline:
+    """Script calls issued in one loop turn, sent together once the turn's callbacks ran.
+
+    A caller awaits its own future, under its own timeout: giving up cancels that future
+    only. The pipeline is its own task, bounded by the same timeout; a failure of it fails
+    each call in it, and each call counts and cools down as it would have alone. A lone
+    call is sent as before (EVALSHA, loading the script if Redis lost it); in a pipeline a
+    script Redis lost is sent again alone, which loads it."""
+
+    def __init__(self, client: redis.asyncio.Redis, timeout_seconds: float) -> None:
+        self._client = client
+        self._timeout_seconds = timeout_seconds
+        self._queued: list[tuple[AsyncScript, str, tuple[str | int, ...], asyncio.Future[Any]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def call(self, script: AsyncScript, key: str, args: tuple[str | int, ...]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Any] = loop.create_future()
+        if not self._queued:  # the first call of this turn: send after the turn's callbacks
+            loop.call_soon(self._send)
+        self._queued.append((script, key, args, answer))
+        return answer
+
+    def _send(self) -> None:
+        queued, self._queued = self._queued, []
+        queued = [call for call in queued if not call[3].done()]  # callers that gave up already
+        if queued:
+            task = asyncio.get_running_loop().create_task(self._execute(queued), context=contextvars.Context())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _execute(self, queued: list[tuple[AsyncScript, str, tuple[str | int, ...], asyncio.Future[Any]]]) -> None:
+        if len(queued) == 1:
+            script, key, args, answer = queued[0]
+            await _settle(answer, script(keys=[key], args=list(args)), self._timeout_seconds)
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for script, key, args, _ in queued:
+            pipe.evalsha(script.sha, 1, key, *args)
+        try:
+            async with asyncio.timeout(self._timeout_seconds):
+                replies = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            for *_, answer in queued:
+                if not answer.done():
+                    answer.set_exception(exc)
+            return
+        for (script, key, args, answer), reply in zip(queued, replies):
+            if isinstance(reply, redis.exceptions.NoScriptError):  # Redis restarted: load it
+                await _settle(answer, script(keys=[key], args=list(args)), self._timeout_seconds)
+            elif isinstance(reply, Exception):
+                if not answer.done():
+                    answer.set_exception(reply)
+            elif not answer.done():
+                answer.set_result(reply)
+
+
+async def _settle(answer: asyncio.Future[Any], call: Awaitable[Any], timeout_seconds: float) -> None:
+    """`call`'s reply or error into `answer`. Bounded like the caller's own wait: a call
+    on a hung Redis is cancelled, which makes redis-py drop its connection."""
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            reply = await call
+    except Exception as exc:
+        if not answer.done():
+            answer.set_exception(exc)
+        return
+    if not answer.done():
+        answer.set_result(reply)
 
 
 def failure_kind(exc: BaseException) -> RedisFailure:

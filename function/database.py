@@ -11,13 +11,14 @@ retry may succeed: a 503) or `DatabaseFailed` (it will not), never a pg8000 erro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import queue
 import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, AsyncIterator, Callable, TypeVar
 
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
@@ -31,16 +32,20 @@ T = TypeVar("T")
 # a statement or lock timeout, and a schema not applied yet (AUTO_MIGRATE=false before
 # `python -m function.migrate` has run).
 _UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57", "55P03", "40P01", "40001", "42P01")
+LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout
 NOT_ANSWERING = "PostgreSQL did not answer in time; nothing was written, retry with the same key"
 ALL_BUSY = "every PostgreSQL connection of this copy stayed busy; retry with the same key"
 
 
 class DatabaseUnavailable(Exception):
-    """PostgreSQL cannot do the work now; nothing was committed by it. `detail` is safe to show."""
+    """PostgreSQL cannot do the work now; nothing was committed by it. `detail` is safe to show.
+    `blocked_by_lock`: PostgreSQL itself answers, but a row waited past lock_timeout for
+    another transaction's lock (in a batch, maybe one row's; see batching.py)."""
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, blocked_by_lock: bool = False) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.blocked_by_lock = blocked_by_lock
 
 
 class DatabaseFailed(Exception):
@@ -118,11 +123,14 @@ class Database:
     ) -> None:
         self._kwargs = connect_kwargs(target, connect_timeout_seconds)
         timeout_ms = int(statement_timeout_seconds * 1000)
+        # A little shorter, so a row blocked by another transaction's lock ends as a lock
+        # timeout (55P03), told apart from a slow server (57014, statement_timeout).
+        lock_timeout_ms = max(1, timeout_ms * 4 // 5)
         self._transaction_pooling = transaction_pooling
-        self._timeouts_sql = f"SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL lock_timeout = {timeout_ms}"
+        self._timeouts_sql = f"SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL lock_timeout = {lock_timeout_ms}"
         if not transaction_pooling:  # session settings: fine when the session is ours alone
             self._kwargs["startup_params"] = {
-                "statement_timeout": str(timeout_ms), "lock_timeout": str(timeout_ms),
+                "statement_timeout": str(timeout_ms), "lock_timeout": str(lock_timeout_ms),
                 "idle_in_transaction_session_timeout": str(timeout_ms * 4),
             }
         # A hung server (not a dead one) is noticed by the socket, a little after
@@ -137,25 +145,43 @@ class Database:
 
     async def run(self, work: Callable[[Session], T]) -> T:
         """Run `work(session)` on a pooled connection in a worker thread."""
-        metrics.DB_POOL_WAITING.inc()
+        async with self.connection_slot():
+            return await self.on_connection(work)
+
+    @contextlib.asynccontextmanager
+    async def connection_slot(self, wait_seconds: float | None = None, *, counted: bool = True) -> AsyncIterator[None]:
+        """Hold one of the pool's `pool_size` slots; give up with `ALL_BUSY` after the wait.
+
+        `counted=False` is for batching.InsertBatcher, which counts its queued requests
+        in the waiting gauge and wait histogram itself (one per request, not per batch)."""
+        if counted:
+            metrics.DB_POOL_WAITING.inc()
         asked = time.perf_counter()
         try:
-            async with asyncio.timeout(self._wait_seconds):
+            async with asyncio.timeout(self._wait_seconds if wait_seconds is None else wait_seconds):
                 await self._slots.acquire()
         except TimeoutError:
             raise DatabaseUnavailable(ALL_BUSY) from None
         finally:
-            metrics.DB_POOL_WAITING.dec()
-            metrics.DB_POOL_WAIT.observe(time.perf_counter() - asked)  # a timed-out wait too
+            if counted:
+                metrics.DB_POOL_WAITING.dec()
+                metrics.DB_POOL_WAIT.observe(time.perf_counter() - asked)  # a timed-out wait too
         metrics.DB_POOL_IN_USE.inc()
         try:
-            context = contextvars.copy_context()  # the caller's trace context reaches the thread
-            return await asyncio.get_running_loop().run_in_executor(
-                self._threads, context.run, self._run_blocking, work
-            )
+            yield
         finally:
             metrics.DB_POOL_IN_USE.dec()
             self._slots.release()
+
+    async def on_connection(self, work: Callable[[Session], T]) -> T:
+        """`work(session)` in a worker thread; call it holding a `connection_slot`."""
+        context = contextvars.copy_context()  # the caller's trace context reaches the thread
+        return await asyncio.get_running_loop().run_in_executor(self._threads, context.run, self._run_blocking, work)
+
+    @property
+    def wait_seconds(self) -> float:
+        """How long a unit of work waits for a free connection before `ALL_BUSY`."""
+        return self._wait_seconds
 
     def _run_blocking(self, work: Callable[[Session], T]) -> T:
         """A pooled connection that PostgreSQL dropped (a restart, an idle kill) fails on
@@ -211,7 +237,9 @@ class Database:
 
 def _ours(exc: DatabaseError) -> DatabaseUnavailable | DatabaseFailed:
     code = sqlstate(exc)
-    return DatabaseUnavailable(NOT_ANSWERING) if code.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES) else DatabaseFailed(code)
+    if code.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES):
+        return DatabaseUnavailable(NOT_ANSWERING, blocked_by_lock=code == LOCK_NOT_AVAILABLE)
+    return DatabaseFailed(code)
 
 
 def sqlstate(exc: DatabaseError) -> str:

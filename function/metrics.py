@@ -155,3 +155,9 @@ ORDER_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 _order_latency = {outcome: ORDER_LATENCY.labels(outcome.value) for outcome in Outcome}
+INSERT_BATCH_CREATES = Histogram(
+    "orders_insert_batch_creates",
+    "Creates written by one INSERT (group commit, DATABASE_BATCH_MAX): 1 when a create found "
+    "a connection free and nobody queued, more when creates queued behind busy connections",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128),
+)

@@ -3,10 +3,12 @@ get, and list. Every statement is parameterised."""
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
+from .batching import InsertBatcher
 from .database import Database, Session
 from .inputs import OrderRequest
 from .tracing import postgres_span
@@ -21,14 +23,33 @@ _COLUMNS = (
     """ to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), fingerprint"""
 )
 
-INSERT_UNLESS_KEY_EXISTS = f"""
+
+@functools.lru_cache(maxsize=None)
+def insert_unless_keys_exist(rows: int) -> str:
+    """One INSERT for `rows` new orders (group commit); a row whose key exists is skipped.
+
+    RETURNING adds the key, so each row finds its request. A plain INSERT ... RETURNING,
+    so a CTE (`WITH new AS (...) ... FROM new`) can wrap it. One text per batch size:
+    prepared once per connection and size."""
+    values = ", ".join(
+        f"(:profile{n}, :key{n}, :fingerprint{n}, :product_id{n}, :quantity{n})" for n in range(rows)
+    )
+    return f"""
 INSERT INTO orders (profile_id, idempotency_key, fingerprint, product_id, product_quantity)
-VALUES (:profile, :key, :fingerprint, :product_id, :quantity)
+VALUES {values}
 ON CONFLICT (profile_id, idempotency_key) DO NOTHING
-RETURNING {_COLUMNS}
+RETURNING {_COLUMNS}, idempotency_key
 """
-# Run after a conflict. A separate statement on purpose: within the INSERT's own
-# snapshot a row committed by a concurrent copy would be invisible.
+
+
+@functools.lru_cache(maxsize=None)
+def select_by_keys(keys: int) -> str:
+    """The orders stored for `keys` (profile, key) pairs: the batch's conflicts, in one read."""
+    pairs = ", ".join(f"(:profile{n}, :key{n})" for n in range(keys))
+    return f"SELECT {_COLUMNS}, idempotency_key FROM orders WHERE (profile_id, idempotency_key) IN ({pairs})"
+
+
+# What a claim in Redis stands for (`find`), read by a duplicate that waited.
 SELECT_BY_KEY = f"SELECT {_COLUMNS} FROM orders WHERE profile_id = :profile AND idempotency_key = :key"
 SELECT_BY_ID = f"SELECT {_COLUMNS} FROM orders WHERE order_id = CAST(:order_id AS uuid) AND profile_id = :profile"
 SELECT_NEWEST = f"""SELECT {_COLUMNS} FROM orders WHERE profile_id = :profile
@@ -69,29 +90,34 @@ class Page:
     next_below: int | None  # order number to continue below, None on the last page
 
 
-class OrderStore:
-    """Each method is one unit of work on one connection (one transaction when pooled)."""
+@dataclass(frozen=True)
+class NewOrder:
+    """One create's row, waiting for its batch."""
 
-    def __init__(self, database: Database, tracing: Tracing | None = None) -> None:
+    profile: str
+    key: str | None  # None: IDEMPOTENCY_KEY_REQUIRED=false and no key sent; never deduplicated
+    fingerprint: str
+    request: OrderRequest
+
+
+class OrderStore:
+    """Each method is one unit of work on one connection (one transaction when pooled);
+    creates share theirs with the creates queued beside them (batching.py)."""
+
+    def __init__(
+        self, database: Database, tracing: Tracing | None = None, *, batch_max: int = 1, batches_in_flight: int = 1,
+    ) -> None:
         self._pool = database
         self.tracing = tracing  # None: tracing off, and the spans below cost one attribute read
+        self._batcher: InsertBatcher[NewOrder, tuple[Order, bool]] = InsertBatcher(
+            database, insert_or_get_all, max_size=batch_max, max_in_flight=batches_in_flight)
 
     @postgres_span("insert-or-get", "INSERT")
     async def insert_or_get(
         self, profile: str, key: str | None, fingerprint: str, request: OrderRequest
     ) -> tuple[Order, bool]:
         """The order for (profile, key), and whether this call created it."""
-
-        def work(connection: Session) -> tuple[Order, bool]:
-            rows = connection.run(
-                INSERT_UNLESS_KEY_EXISTS, profile=profile, key=key, fingerprint=fingerprint,
-                product_id=request.product_id, quantity=request.product_quantity,
-            )
-            if rows:
-                return _order(rows[0]), True
-            return _order(connection.run(SELECT_BY_KEY, profile=profile, key=key)[0]), False
-
-        return await self._pool.run(work)
+        return await self._batcher.submit(NewOrder(profile, key, fingerprint, request))
 
     @postgres_span("find", "SELECT")
     async def find(self, profile: str, key: str) -> Order | None:
@@ -117,6 +143,57 @@ class OrderStore:
 
     async def ping(self) -> None:
         await self._pool.run(lambda c: c.run("SELECT 1"))
+
+
+def insert_or_get_all(connection: Session, wanted: Sequence[NewOrder]) -> list[tuple[Order, bool]]:
+    """Each wanted order and whether it was created here, in `wanted`'s order.
+
+    One INSERT for the batch, then one read of the keys that already existed. A key twice
+    in one batch (duplicates meet here when Redis is down) is one row: the first request
+    for it creates the order, the others get it as a replay. Rows go in (profile, key)
+    order, so two batches that share keys (on two copies) lock them in the same order and
+    cannot deadlock."""
+    keyed: dict[tuple[str, str], NewOrder] = {}
+    unkeyed: list[NewOrder] = []
+    for new in wanted:
+        if new.key is None:
+            unkeyed.append(new)
+        else:
+            keyed.setdefault((new.profile, new.key), new)
+    rows = [keyed[pair] for pair in sorted(keyed)] + unkeyed
+    params: dict[str, Any] = {}
+    for n, new in enumerate(rows):
+        params[f"profile{n}"], params[f"key{n}"], params[f"fingerprint{n}"] = new.profile, new.key, new.fingerprint
+        params[f"product_id{n}"], params[f"quantity{n}"] = new.request.product_id, new.request.product_quantity
+    created: dict[tuple[str, str], Order] = {}
+    created_unkeyed: dict[tuple[str, str], list[Order]] = {}  # by (profile, fingerprint)
+    for row in connection.run(insert_unless_keys_exist(len(rows)), **params):
+        order, key = _order(row[:-1]), row[-1]
+        if key is None:
+            created_unkeyed.setdefault((order.profile_id, order.fingerprint), []).append(order)
+        else:
+            created[(order.profile_id, key)] = order
+    # A separate statement on purpose: within the INSERT's own snapshot a row committed
+    # by a concurrent copy would be invisible.
+    existed = [pair for pair in keyed if pair not in created]
+    found: dict[tuple[str, str], Order] = {}
+    if existed:
+        params = {}
+        for n, (profile, key) in enumerate(existed):
+            params[f"profile{n}"], params[f"key{n}"] = profile, key
+        found = {(row[2], row[-1]): _order(row[:-1]) for row in connection.run(select_by_keys(len(existed)), **params)}
+    answers: list[tuple[Order, bool]] = []
+    for new in wanted:
+        if new.key is None:  # identical requests without a key are interchangeable
+            answers.append((created_unkeyed[(new.profile, new.fingerprint)].pop(), True))
+            continue
+        pair = (new.profile, new.key)
+        if pair in created:  # the first request for a key made it, if anyone did
+            found[pair] = created.pop(pair)
+            answers.append((found[pair], True))
+        else:
+            answers.append((found[pair], False))
+    return answers
 
 
 def _order(row: list[Any]) -> Order:

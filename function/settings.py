@@ -17,6 +17,9 @@ T = TypeVar("T")
 MismatchPolicy = Literal["reject", "replay"]
 Pooling = Literal["direct", "transaction"]
 AuthMode = Literal["gateway", "jwt"]
+# Five parameters a row: far below pg8000's 32,767 per statement, and a batch this big
+# already costs PostgreSQL a fraction of a single row's statement per order.
+BATCH_MAX_LIMIT = 1000
 
 
 class ConfigError(ValueError):
@@ -42,6 +45,10 @@ class Settings:
     auto_migrate: bool = True
     # Small: many copies share one PostgreSQL whose max_connections is ~100.
     database_pool_size: int = 4
+    # Group commit: creates queued for a connection at the same moment share one INSERT,
+    # up to this many (1: each create its own). PostgreSQL's CPU per order falls ~3x by
+    # 8 rows a statement and little after; a bigger batch only makes its statement longer.
+    database_batch_max: int = 16
     database_connect_timeout_seconds: float = 3.0
     database_statement_timeout_seconds: float = 5.0
     # A Redis that does not answer within this is treated as down for this request:
@@ -85,6 +92,7 @@ class Settings:
             ),  # type: ignore[arg-type]
             auto_migrate=_boolean(env, "AUTO_MIGRATE", True),
             database_pool_size=_number(env, "DATABASE_POOL_SIZE", int, 4, 1),
+            database_batch_max=_number(env, "DATABASE_BATCH_MAX", int, 16, 1, maximum=BATCH_MAX_LIMIT),
             database_connect_timeout_seconds=_number(
                 env, "DATABASE_CONNECT_TIMEOUT_SECONDS", float, 3.0, 0.1
             ),
@@ -165,19 +173,22 @@ def _parsed(env: Mapping[str, str], name: str, example: str, parse: Callable[[st
 
 
 def _number(
-    env: Mapping[str, str], name: str, kind: Callable[[str], T], default: T, minimum: float
+    env: Mapping[str, str], name: str, kind: Callable[[str], T], default: T, minimum: float,
+    *, maximum: float = math.inf,
 ) -> T:
     raw = env.get(name, "").strip()
     if not raw:
         return default
     noun = "an integer" if kind is int else "a number"
     rule = f"{name} must be {noun} >= {minimum:g}"
+    if maximum != math.inf:
+        rule = f"{name} must be {noun} from {minimum:g} to {maximum:g}"
     try:
         value = kind(raw)
     except ValueError:
         raise ConfigError(rule) from None
     # float() accepts "nan" and "inf": a wait or timeout of either breaks every request.
-    if not math.isfinite(value) or value < minimum:  # type: ignore[operator, arg-type]
+    if not math.isfinite(value) or not minimum <= value <= maximum:  # type: ignore[operator, arg-type]
         raise ConfigError(rule)
     return value
 

@@ -24,14 +24,15 @@ def test_a_quick_bench_measures_both_floors_the_function_and_judges_every_target
 
     assert finished.returncode == 0, finished.stderr[-3000:]
     results = json.loads((tmp_path / "latest.json").read_text())
-    assert set(results["scenarios"]) == {"floorDefault", "floorAsgi", "create", "replay", "replayAfterFlush", "storm"}
+    assert set(results["scenarios"]) == {"floorDefault", "floorAsgi", "create", "createUnbatched", "replay",
+                                       "replayAfterFlush", "storm"}
     for name, points in results["scenarios"].items():
         for point in points.values():
             assert point["requests"] > 0 and point["errors"] == 0, (name, point)
             assert point["serverContextSwitchesPerRequest"] >= 0, (name, point)
     assert "--asgi" in results["floorCommands"]["floorAsgi"]
     assert "--asgi" not in results["floorCommands"]["floorDefault"]
-    assert all(point["tookExpectedPath"] for name in ("create", "replay", "replayAfterFlush")
+    assert all(point["tookExpectedPath"] for name in ("create", "createUnbatched", "replay", "replayAfterFlush")
                for point in results["scenarios"][name].values())
     storm = next(iter(results["scenarios"]["storm"].values()))["storm"]
     assert storm["duplicatesCreated"] == 0

@@ -134,8 +134,8 @@ def test_every_metric_follows_prometheus_naming_and_no_label_names_a_key_profile
     for metric in defined:
         name, kind = metric._name, metric._type  # the client's own record of what was declared
         assert name.startswith("orders_") and not name.endswith("_total"), name  # the client adds _total
-        if kind == "histogram":
-            assert name.endswith("_seconds"), f"{name}: a histogram's unit is its suffix"
+        if kind == "histogram":  # a time, or a count of creates (orders_insert_batch_creates)
+            assert name.endswith(("_seconds", "_creates")), f"{name}: a histogram's unit is its suffix"
         assert set(metric._labelnames) <= ALLOWED_LABELS, f"{name} has labels {metric._labelnames}"
 
 
