@@ -9,14 +9,13 @@ sent meanwhile queue together; orders_db_pool_waiting_requests says when all are
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from typing import Any, Callable
 
 import pytest
 import requests
 
-from conftest import ORDER, Client, Database, assert_problem, sample
+from support import ORDER, Client, Database, accepts_connections, assert_problem, sample
 from devserver.copies import FunctionCopy
 from devserver.servers import free_port
 from devserver.waiting import wait_until
@@ -287,11 +286,10 @@ def test_a_client_that_disconnects_while_its_batch_runs_does_not_cancel_the_othe
 
     assert isinstance(impatient[0], requests.Timeout)
     assert [a.status_code for i, a in enumerate(answers) if i != 1] == [201] * 5
-    retried = Client(copy.url).create(key="impatient")
-    deadline = time.monotonic() + 10
-    while retried.status_code == 409 and time.monotonic() < deadline:  # never stuck for the lease
-        retried = Client(copy.url).create(key="impatient")
-    assert retried.status_code == 201
+    retries: list[requests.Response] = []
+    wait_until(lambda: retries.append(Client(copy.url).create(key="impatient")) or retries[-1].status_code != 409,
+               what="a retry past the in-flight original (never stuck for the lease)", timeout_seconds=10)
+    assert retries[-1].status_code == 201
     assert db.execute("SELECT count(*) FROM orders WHERE idempotency_key = 'impatient'") == [[1]]
 
 
@@ -303,7 +301,7 @@ def test_sigterm_with_a_batch_in_flight_lets_every_request_of_it_finish(
         lambda n=n: Client(stopping.url).create(key=f"draining-{n}") for n in range(6)  # type: ignore[misc]
     ])
     stopping.signal(15)  # SIGTERM, as the kubelet sends, with both batches waiting on PostgreSQL
-    time.sleep(0.3)  # let the signal land while PostgreSQL is still paused
+    wait_until(lambda: not accepts_connections(stopping.url), what="the copy to stop accepting", timeout_seconds=30)
     postgres.resume()
     answers = answers_of(started)
     assert stopping.process is not None
