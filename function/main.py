@@ -30,7 +30,7 @@ from .tracing import UNTRACED_PATHS, Tracing  # noqa: E402
 metrics.share_between_workers(METRICS_DIRECTORY)
 logs.configure(SETTINGS.log_level)
 startup.apply_schema(SETTINGS)
-framework.answer_framework_errors_as_problems()
+framework.answer_framework_errors_as_problems(lifespan=service.worker_lifespan(SETTINGS))
 
 Endpoint = Callable[..., Awaitable[Response]]
 ENDPOINTS: dict[str, Endpoint] = {

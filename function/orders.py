@@ -71,8 +71,11 @@ class Page:
 class OrderStore:
     """Each method is one unit of work on one connection (one transaction when pooled)."""
 
-    def __init__(self, database: Database, tracing: Tracing | None = None) -> None:
+    def __init__(
+        self, database: Database, tracing: Tracing | None = None, *, insert_sql: str = INSERT_UNLESS_KEY_EXISTS,
+    ) -> None:
         self._pool = database
+        self._insert_sql = insert_sql  # with K_SINK set, the same INSERT recording its event (outbox.py)
         if tracing is not None:  # chosen once: tracing off, a call pays nothing for it
             self.insert_or_get = tracing.postgres_call("insert-or-get", "INSERT", self.insert_or_get)  # type: ignore[method-assign]
             self.find = tracing.postgres_call("find", "SELECT", self.find)  # type: ignore[method-assign]
@@ -86,7 +89,7 @@ class OrderStore:
 
         def work(connection: Session) -> tuple[Order, bool]:
             rows = connection.run(
-                INSERT_UNLESS_KEY_EXISTS, profile=profile, key=key, fingerprint=fingerprint,
+                self._insert_sql, profile=profile, key=key, fingerprint=fingerprint,
                 product_id=request.product_id, quantity=request.product_quantity,
             )
             if rows:

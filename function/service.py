@@ -8,16 +8,21 @@ and its own tracer with its exporter thread (a thread does not survive a fork).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from . import migrate, startup
 from .claims import ClaimStore
 from .database import Database
 from .idempotency import IdempotencyEngine
-from .orders import OrderStore
+from .orders import INSERT_UNLESS_KEY_EXISTS, OrderStore
 from .settings import Settings
 from .tracing import Tracing
+
+if TYPE_CHECKING:
+    from .relay import Relay
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,7 @@ class Service:
     engine: IdempotencyEngine
     database: Database
     tracing: Tracing | None  # None: tracing off, and nothing of OpenTelemetry loaded
+    relay: Relay | None = None  # None: K_SINK unset, no events recorded or published
 
 
 _built: dict[int, Service] = {}
@@ -60,6 +66,44 @@ def _build(settings: Settings) -> Service:
     )
     tracing = Tracing(settings.database) if settings.tracing else None
     claims = ClaimStore(settings.redis, timeout_seconds=settings.redis_timeout_seconds, tracing=tracing)
-    orders = OrderStore(database, tracing)
+    if settings.k_sink is None:
+        orders, relay = OrderStore(database, tracing), None
+    else:
+        orders, relay = _announcing_orders(settings, settings.k_sink, database, tracing)
     engine = IdempotencyEngine(settings, claims, orders, tracing)
-    return Service(settings, claims, orders, engine, database, tracing)
+    return Service(settings, claims, orders, engine, database, tracing, relay)
+
+
+def _announcing_orders(
+    settings: Settings, sink: str, database: Database, tracing: Tracing | None,
+) -> tuple[OrderStore, Relay]:
+    """Orders whose INSERT records their event, published after each commit. Imported
+    only here: with K_SINK unset a copy loads no HTTP client."""
+    from .outbox import POST_TIMEOUT_SECONDS, OutboxStore, recording_events
+    from .publisher import Publisher
+    from .relay import Relay
+
+    orders = OrderStore(database, tracing, insert_sql=recording_events(INSERT_UNLESS_KEY_EXISTS))
+    relay = Relay(
+        OutboxStore(database, settings.outbox_retry_seconds),
+        Publisher(sink, settings.k_ce_overrides, POST_TIMEOUT_SECONDS),
+        settings.outbox_retry_seconds, tracing,
+    )
+    orders.insert_or_get = relay.announcing(orders.insert_or_get)  # type: ignore[method-assign, assignment]
+    return orders, relay
+
+
+def worker_lifespan(settings: Settings) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
+    """What each worker runs as it starts serving and as it stops: with K_SINK set, the
+    outbox sweep starts at once (publishing what any copy left pending, with no request
+    needed) and, on shutdown, the publishes under way finish."""
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        relay = for_this_process(settings).relay if settings.k_sink is not None else None
+        if relay is not None:
+            relay.start()
+        yield
+        if relay is not None:
+            await relay.stop()
+
+    return lifespan
