@@ -76,7 +76,7 @@ def db(postgres: PostgresServer, redis_server: RedisServer) -> Iterator[Database
             server.start()
         server.resume()
     database = Database(postgres)
-    database.execute("TRUNCATE orders RESTART IDENTITY")
+    database.execute("TRUNCATE orders, outbox RESTART IDENTITY")
     redis_server.client().flushall()
     yield database
     for server in (postgres, redis_server):

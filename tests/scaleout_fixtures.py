@@ -72,7 +72,7 @@ def pooled_db(
         if not server.running:
             server.start()
     database = Database(small_postgres)
-    database.execute("TRUNCATE orders RESTART IDENTITY")
+    database.execute("TRUNCATE orders, outbox RESTART IDENTITY")
     redis_server.client().flushall()
     yield database
     for server in servers:
