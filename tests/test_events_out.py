@@ -63,7 +63,7 @@ def publishing(
 ) -> Callable[..., list[FunctionCopy]]:
     """Start copies that publish to the sink (extra env as keywords)."""
     def start(count: int = 1, **env: str) -> list[FunctionCopy]:
-        return start_copies(count, K_SINK=sink.url, OUTBOX_RETRY_SECONDS=str(RETRY_SECONDS), **env)
+        return start_copies(count, **{"K_SINK": sink.url, "OUTBOX_RETRY_SECONDS": str(RETRY_SECONDS), **env})
 
     return start
 
