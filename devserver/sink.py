@@ -85,7 +85,7 @@ class _Handler(BaseHTTPRequestHandler):
             behaviour.write({
                 "id": event_id, "at": time.time(), "data": body.decode("utf-8", "replace"),
                 "headers": {name.lower(): value for name, value in self.headers.items()
-                            if name.lower().startswith("ce-") or name.lower() == "content-type"},
+                            if name.lower().startswith("ce-") or name.lower() in ("content-type", "traceparent")},
             })
         self.send_response(status)
         self.send_header("content-length", "0")

@@ -25,6 +25,7 @@ from devserver.sink import EventSink
 from devserver.waiting import wait_until
 from function.outbox import BACKOFF_LIMIT_PERIODS, LEASE_SECONDS, POST_TIMEOUT_SECONDS
 from function.settings import ConfigError, Settings
+from tracing.receiver import OtlpReceiver
 
 RETRY_SECONDS = 1.0
 # The longest an event may wait after the sink is back: its backoff (at most
@@ -276,6 +277,36 @@ def test_copies_sweeping_at_once_never_post_one_pending_event_at_the_same_moment
 
     sink.wait_for(ids, timeout_seconds=ARRIVAL_BOUND_SECONDS + 30)
     assert sink.overlaps() == []
+
+
+# --- traces --------------------------------------------------------------------------
+
+
+def test_each_publish_is_a_span_under_the_request_that_made_the_order_or_the_sweep_that_retried_it(
+    publishing: Callable[..., list[FunctionCopy]], sink: EventSink, db: Database,
+) -> None:
+    with OtlpReceiver() as receiver:
+        (copy,) = publishing(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY="50")
+        client = Client(copy.url)
+        trace_id = uuid.uuid4().hex
+        sink.answer(503)
+
+        order_id = client.create(headers={"traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"}).json()["orderId"]
+        wait_until(lambda: failures(client, "sink-error") >= 1, what="a refused publish", timeout_seconds=30)
+        sink.answer(202)
+        sink.wait_for({order_id}, timeout_seconds=ARRIVAL_BOUND_SECONDS)
+
+        spans = receiver.wait_for(lambda spans: any(s.name == "outbox-sweep" and s.children(spans) for s in spans))
+    server = next(s for s in spans if s.kind == "server" and s.trace_id == trace_id)
+    (first,) = [s for s in server.children(spans) if s.name == "publish"]
+    assert (first.kind, first.status, first.attributes["error.type"]) == ("client", "error", "sink-error")
+    assert first.attributes["cloudevents.event_id"] == order_id
+    sweep = next(s for s in spans if s.name == "outbox-sweep" and s.children(spans))
+    (retried,) = sweep.children(spans)
+    assert (retried.name, retried.status, retried.attributes["cloudevents.event_id"]) == ("publish", "unset", order_id)
+    # The sink (the Broker) is told the publish span as the event's parent.
+    (delivery,) = sink.deliveries()
+    assert delivery["headers"]["traceparent"].split("-")[1:3] == [retried.trace_id, retried.span_id]
 
 
 # --- PostgreSQL ------------------------------------------------------------------------
