@@ -32,7 +32,8 @@ BACKOFF_LIMIT_PERIODS = 12
 
 def recording_events(insert_sql: str) -> str:
     """The order INSERT (`INSERT INTO orders ... RETURNING <orders columns>`, one row or
-    many) made to record an outbox row for each order it inserts, in the same statement.
+    many; its first column named `order_id`) made to record an outbox row for each order
+    it inserts, in the same statement, returning the same rows.
 
     The rows are leased to the inserting copy from the start: it publishes them right
     after the commit, and a sweep takes them only if that has not worked by then.

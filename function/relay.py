@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from .tracing import Tracing
 
 # One sweep publishes batch after batch while they keep coming back full, for at most
-# this long (a ping's answer waits for it: well inside the Service's timeoutSeconds).
-SWEEP_LIMIT_SECONDS = 20.0
+# this long. A ping waits for a sweep under way and then its own: 2 x 10 s (plus a
+# POST bound) stays inside the Service's timeoutSeconds (30 s).
+SWEEP_LIMIT_SECONDS = 10.0
 NO_SPAN: contextlib.nullcontext[Any] = contextlib.nullcontext()
 
 
