@@ -76,6 +76,8 @@ class Relay:
                 await self._store.failed([order.order_id])
         except DatabaseUnavailable:
             pass  # still pending: its lease runs out and a sweep sends it
+        except Exception:  # still pending too; said once, not left to asyncio's "never retrieved"
+            logs.error("publishing an order event failed", orderId=order.order_id)
 
     def _confirm(self, order_id: str) -> None:
         """Deletes of delivered rows that arrive together go out as one statement: the
@@ -91,6 +93,8 @@ class Relay:
                 await self._store.delivered(order_ids)
             except DatabaseUnavailable:
                 pass  # delivered, still recorded: a sweep sends them again (at least once)
+            except Exception:
+                logs.error("recording delivered order events failed", events=len(order_ids))
             del self._confirmations[: len(order_ids)]
 
     def _background(self, work: Awaitable[None]) -> None:
