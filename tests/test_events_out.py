@@ -23,6 +23,7 @@ from devserver.pgbouncer import PgBouncerServer
 from devserver.servers import PostgresServer
 from devserver.sink import EventSink
 from devserver.waiting import wait_until
+from scaleout import acknowledged, storm
 from function.outbox import BACKOFF_LIMIT_PERIODS, LEASE_SECONDS, POST_TIMEOUT_SECONDS
 from function.settings import ConfigError, Settings
 from tracing.receiver import OtlpReceiver
@@ -153,6 +154,20 @@ def test_with_k_sink_unset_nothing_is_recorded_or_sent_and_an_event_gets_its_rep
     assert pending(db) == 0  # nothing recorded, so nothing can ever be sent
     assert sink.deliveries() == []
     assert "orders_outbox_published_total 0.0" in client.get("/metrics", profile=None).text
+
+
+def test_a_duplicate_storm_over_two_copies_announces_each_order_once(
+    publishing: Callable[..., list[FunctionCopy]], sink: EventSink, db: Database,
+) -> None:
+    copies = publishing(2)
+
+    result = storm([copy.url for copy in copies], keys=30, duplicates=6)
+
+    orders = {str(row[0]) for row in db.execute("SELECT order_id FROM orders")}
+    assert len(orders) == 30 and set(acknowledged(result).values()) == orders
+    sink.wait_for(orders, timeout_seconds=ARRIVAL_BOUND_SECONDS)
+    wait_until(lambda: pending(db) == 0, what="an empty outbox", timeout_seconds=ARRIVAL_BOUND_SECONDS)
+    assert sink.event_ids() == orders and len(sink.deliveries()) == 30
 
 
 # --- the sink failing ------------------------------------------------------------------
