@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.types import Message
 from starlette.responses import Response
 
-from .order_events import created_event_headers
 from .inputs import check_profile, decode_json, order_request_from, parse_idempotency_key
+from .order_events import created_event_headers
 from .problems import InvalidBody, InvalidEvent, InvalidProfile
 from .records import key_hash
 from .routes import Notes, head_of, media_type, read_body
