@@ -24,7 +24,7 @@ from typing import Any
 from devserver.copies import web_command
 from devserver.stack import LocalStack
 
-from . import coldstart, listing, machine, profiling, report, scaleout, targets, tracing
+from . import coldstart, listing, machine, profiling, publishing, report, scaleout, targets, tracing
 from .copies import FLOORS, UNBATCHED, floor_command, is_asgi
 from .knative import knative_settings
 from .plan import FULL, QUICK, Plan
@@ -98,6 +98,8 @@ def run(plan: Plan, *, say: Callable[[str], None]) -> dict[str, Any]:
             results["profiles"] = _profiles(scenarios, function, plan, say)
         say("replays with tracing off and on")
         results["tracing"] = tracing.tracing_cost(stack, plan, scenarios.prepare_replays())
+        say("creates with order events off and on")
+        results["publishing"] = publishing.publishing_cost(stack, plan, storage, run_id)
         say(f"creates through PgBouncer with {', '.join(map(str, plan.pgbouncer_copies))} copies")
         results["pgbouncer"] = scaleout.through_pgbouncer(stack, plan)
         say(f"cold start x {plan.cold_starts}")

@@ -34,6 +34,7 @@ def markdown(r: dict[str, Any]) -> str:
         *_targets(r),
         *_storm(r),
         *_tracing(r),
+        *_publishing(r),
         *_pgbouncer(r),
         *_profiles(r),
         *_others(r),
@@ -118,6 +119,22 @@ def _tracing(r: dict[str, Any]) -> list[str]:
              _join(cost["throughputByRound"][name])] for name, p in (("off", off), ("on", on))]
     return lines + _table(["tracing", "replays/s", "p50 ms", "p99 ms", "copy CPU µs/replay", "req/s by round"],
                           "lrrrrl", rows) + [""]
+
+
+def _publishing(r: dict[str, Any]) -> list[str]:
+    cost = r.get("publishing")
+    if not cost:
+        return []
+    lines = ["## Order events off and on (creates, new keys)", "",
+             f"Two copies in the same run, {cost['connections']} connections, alternated: K_SINK unset (the "
+             "default) and set to a local receiver, each order's event recorded in its INSERT, POSTed after the "
+             f"answer and its row deleted. Afterwards the receiver held {cost['distinctEventIds']} distinct event "
+             f"ids in {cost['eventsReceived']} deliveries; {cost['pendingAtEnd']} left pending.", ""]
+    rows = [[name, f"{p['throughput']:.0f}", p["p50"], p["p99"], p.get("copyCpuMicrosecondsPerCreate"),
+             p.get("postgresCpuMicrosecondsPerCreate"), _join(cost["throughputByRound"][name])]
+            for name, p in cost["points"].items()]
+    return lines + _table(["events", "creates/s", "p50 ms", "p99 ms", "copy CPU µs/create",
+                           "PostgreSQL CPU µs/create", "req/s by round"], "lrrrrrl", rows) + [""]
 
 
 def _pgbouncer(r: dict[str, Any]) -> list[str]:

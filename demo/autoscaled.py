@@ -18,6 +18,7 @@ from loadgen.storm import ClientProfile, LoadShape, Result, Run, fire_profile, n
 
 from .autoscaler import Autoscaler, Knobs
 from .census import Census, from_postgres
+from .events import EventsOut
 
 # A copy counts as new for this long after it became ready.
 NEW_COPY_SECONDS = 2.0
@@ -58,6 +59,7 @@ class AutoscaledRun:
     wave_started_at: tuple[float, float]
     reached_zero: bool
     census: Census
+    events: dict[str, Any]  # EventsOut.figures: every order's event at the sink
 
 
 def run_autoscaled(
@@ -69,12 +71,14 @@ def run_autoscaled(
     profile, key_names = new_run_names(2 * KEYS_PER_WAVE)
     shape = LoadShape(keys=KEYS_PER_WAVE, repeats=waves.repeats, clients=waves.peak_clients,
                       retry_share=waves.retry_share, mismatch_share=waves.mismatch_share, seed=waves.seed)
-    with LocalStack(database_url=database_url, redis_url=redis_url) as stack:
+    with EventsOut() as events, LocalStack(database_url=database_url, redis_url=redis_url,
+                                           env=events.copy_env) as stack:
         scaler = Autoscaler(stack, knobs)
         started = time.perf_counter()
         scaler.start(started)
         try:
-            say("wave 1: from zero copies, up, and down")
+            say("wave 1: from zero copies, up, and down; the event sink goes away for a while")
+            events.schedule_outage(started)
             results, first_at = fire_profile(shape, scaler, waves.first(), profile=profile, key_names=key_names,
                                    on_answer=on_answer, clock_started=started, spread_keys=SPREAD_KEYS)
             say("waiting for the scale to zero")
@@ -88,9 +92,17 @@ def run_autoscaled(
         finally:
             scaler.stop()
         run = Run(profile, key_names, results, time.perf_counter() - started)
+        say("the last order events: a ping wakes a copy if any are pending")
+        events.publish_the_rest(stack, lambda: _pending_events(stack))
         with stack.connect() as connection:
             counted = from_postgres(connection.native, profile, key_names)
-        return AutoscaledRun(run, scaler, (first_at, second_at), zero, counted)
+        published = events.figures({order.order_id for order in counted.orders})
+        return AutoscaledRun(run, scaler, (first_at, second_at), zero, counted, published)
+
+
+def _pending_events(stack: LocalStack) -> int:
+    with stack.connect() as connection:
+        return int(connection.native.run("SELECT count(*) FROM outbox")[0][0])
 
 
 def scaling_figures(autoscaled: AutoscaledRun) -> dict[str, Any]:
@@ -129,6 +141,7 @@ def scaling_figures(autoscaled: AutoscaledRun) -> dict[str, Any]:
         "knobs": {"target": scaler.knobs.target, "scaleDownDelaySeconds": scaler.knobs.scale_down_delay_seconds,
                   "minScale": scaler.knobs.min_scale, "maxScale": scaler.knobs.max_scale},
         "waveStartedAtSeconds": [round(t, 2) for t in autoscaled.wave_started_at],
+        **autoscaled.events,
     }
 
 

@@ -60,8 +60,10 @@ def summarise(run: Run, census: Census, targets: list[str]) -> dict[str, Any]:
 
 
 def guarantees_held(figures: dict[str, Any]) -> bool:
-    """One order per key, and no answer naming any other: what the demo exists to show."""
-    return figures["duplicatesCreated"] == 0 and figures["answersCarryingAnotherOrder"] == 0
+    """One order per key, and no answer naming any other: what the demo exists to show;
+    with events published, also one event id per order and none missing."""
+    events_held = figures.get("ordersWithoutEvent", 0) == 0 and figures.get("eventsForNoOrder", 0) == 0
+    return figures["duplicatesCreated"] == 0 and figures["answersCarryingAnotherOrder"] == 0 and events_held
 
 
 def _differs(result: Result, original: dict[int, Any]) -> bool:

@@ -15,11 +15,14 @@ def render(figures: dict[str, Any], console: Console) -> None:
     console.print(_results(figures))
     if "peakCopies" in figures:
         console.print(_scaling(figures))
+    if "eventsReceived" in figures:
+        console.print(_events(figures))
     console.print(_spread(figures))
     if guarantees_held(figures):
         console.print(
             f"[bold green]OK[/]: {figures['distinctKeys']} keys, {figures['ordersAfterwards']} orders, "
-            "no key has a second order and every 201 named its key's one order."
+            "no key has a second order and every 201 named its key's one order"
+            + (", and every order's event reached the sink under its own id." if "eventsReceived" in figures else ".")
         )
     else:
         console.print("[bold red]BROKEN[/]: a key has more than one order, or an answer named another order.")
@@ -81,6 +84,24 @@ def _scaling(f: dict[str, Any]) -> Table:
     outcomes = f.get("outcomesReportedByCopies")
     if outcomes:
         table.add_row("outcomes by the copies", "", ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
+    return table
+
+
+def _events(f: dict[str, Any]) -> Table:
+    """Order events at the local sink (K_SINK): one id per order, across the outage."""
+    outage = f["sinkOutageSeconds"]
+    table = Table(title="Order events out" + (f" (sink down from {outage[0]} s to {outage[1]} s)" if outage else ""))
+    table.add_column("what")
+    table.add_column("figure", justify="right")
+    table.add_column("means", style="dim")
+    table.add_row("orders", str(f["ordersAfterwards"]), "each must be announced")
+    table.add_row("distinct event ids", str(f["distinctEventIds"]), "must equal the orders")
+    table.add_row("orders without an event", _flag(f["ordersWithoutEvent"]), "must be 0")
+    table.add_row("events for no order", _flag(f["eventsForNoOrder"]), "must be 0")
+    table.add_row("duplicate deliveries", str(f["duplicateDeliveries"]),
+                  f"of {f['eventsReceived']} received: allowed (at least once), same id and data")
+    table.add_row("ping after scale to zero", "yes" if f["pingAfterScaleToZero"] else "no",
+                  "needed only if events were still pending")
     return table
 
 

@@ -10,7 +10,6 @@ import hashlib
 import json
 from typing import Any
 
-from cloudevents.conversion import to_binary
 from cloudevents.exceptions import GenericException
 from cloudevents.http import CloudEvent, from_http
 
@@ -19,6 +18,7 @@ from starlette.types import Message
 from starlette.responses import Response
 
 from .inputs import decode_json, order_request_from, parse_idempotency_key, profile_from_either
+from .order_events import created_event_headers
 from .problems import InvalidBody, InvalidEvent
 from .records import key_hash
 from .reading import EventIdentity, Notes, head_of, media_type, read_body
@@ -27,8 +27,7 @@ from .service import Service
 STRUCTURED = "application/cloudevents+json"
 
 CREATE_TYPE = "com.example.order.create"
-CREATED_TYPE = "com.example.order.created"
-REPLY_SOURCE = "/orders"
+PING_TYPE = "dev.knative.sources.ping"  # a PingSource waking a copy to publish what is pending
 
 
 def is_cloudevent(request: Request) -> bool:
@@ -36,13 +35,18 @@ def is_cloudevent(request: Request) -> bool:
 
 
 async def handle(request: Request, service: Service, notes: Notes) -> Response:
-    """Create the order an event asks for and reply with a `created` event.
+    """Create the order an event asks for and reply with a `created` event (with K_SINK
+    set: answer 202 and let the outbox publish it, once per order).
 
     Status codes follow Knative's retry rules: a malformed event is a 400 (never
     retried), an original still in flight a 409 and PostgreSQL down a 503 (retried).
     """
     event = _parse(request, await read_body(request))
     notes.event = EventIdentity.of(event.get)  # for the server span's attributes, when tracing
+    if event["type"] == PING_TYPE:
+        if service.relay is not None:
+            await service.relay.sweep()
+        return Response(None, 202)
     if event["type"] != CREATE_TYPE:
         raise InvalidEvent(f"type must be {CREATE_TYPE}")
     data = _data_object(event.data)
@@ -52,16 +56,12 @@ async def handle(request: Request, service: Service, notes: Notes) -> Response:
     order_request = order_request_from(data, allowed_extra=frozenset({"profileId"}))
     answer = await service.engine.create_order(notes.profile, key, order_request)
     notes.note(answer)
-    # Every attribute comes from the order, so a redelivery gets an identical reply.
-    reply = CloudEvent(
-        {"type": CREATED_TYPE, "source": REPLY_SOURCE, "id": answer.order_id,
-         "time": _created_at(answer.body), "datacontenttype": "application/json"},
-        answer.body,
-    )
-    headers, body = to_binary(reply)
+    if service.relay is not None:  # the outbox announces it: a reply would be a second event
+        return Response(None, 202, headers={"idempotent-replayed": "true"} if answer.replayed else None)
+    headers = created_event_headers(answer.order_id, _created_at(answer.body))
     if answer.replayed:
         headers["idempotent-replayed"] = "true"
-    return Response(body, 200, headers=headers)
+    return Response(answer.body, 200, headers=headers)
 
 
 async def trace_carrier(request: Request) -> tuple[dict[str, str] | None, Request]:

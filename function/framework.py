@@ -1,4 +1,5 @@
-"""The one adjustment to functions-framework: its own error answers become problems.
+"""The adjustments to functions-framework: its own error answers become problems, and
+each worker gets a lifespan (what it starts when it begins serving and stops at exit).
 
 functions-framework 3.10's ASGI app routes every path to `handle`, except those its
 router answers itself with a text/plain "Not Found": /robots.txt, /favicon.ico, and a
@@ -14,7 +15,7 @@ from __future__ import annotations
 import inspect
 import os
 import socket
-from typing import Any
+from typing import Any, Callable
 
 import functions_framework.aio
 from starlette.applications import Starlette
@@ -44,9 +45,14 @@ async def _framework_error(request: Request, exc: Exception) -> Response:
     return Response(body, status, headers={**headers, "x-served-by": copy_name()})
 
 
+_lifespan: Callable[[Any], Any] | None = None
+
+
 class _ProblemAnsweringStarlette(Starlette):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("exception_handlers", {HTTPException: _framework_error})
+        if _lifespan is not None:  # uvicorn runs it in each worker, after the fork
+            kwargs.setdefault("lifespan", _lifespan)
         super().__init__(*args, **kwargs)
 
 
@@ -54,7 +60,7 @@ class FrameworkChanged(RuntimeError):
     """functions-framework no longer builds its app the way this patch relies on."""
 
 
-def answer_framework_errors_as_problems() -> None:
+def answer_framework_errors_as_problems(lifespan: Callable[[Any], Any] | None = None) -> None:
     """Fails the start-up, rather than silently answering text/plain 404s, if an upgrade
     renamed what this replaces: the app's class, looked up by name when the app is built."""
     framework = functions_framework.aio
@@ -65,4 +71,6 @@ def answer_framework_errors_as_problems() -> None:
     if getattr(framework, "Starlette", None) not in (Starlette, _ProblemAnsweringStarlette) or not builds_from_the_name:
         raise FrameworkChanged("functions_framework.aio no longer builds its app from `Starlette`: "
                                "update function/framework.py for this functions-framework version")
+    global _lifespan
+    _lifespan = lifespan
     functions_framework.aio.Starlette = _ProblemAnsweringStarlette  # type: ignore[misc]

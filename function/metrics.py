@@ -18,7 +18,7 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import Gauge, multiprocess
 
-from .outcomes import Outcome, RedisFailure, WaitEnded
+from .outcomes import Outcome, PublishFailure, RedisFailure, WaitEnded
 
 REQUESTS = Counter(
     "orders_http_requests", "Requests answered, by route, method and status",
@@ -161,3 +161,29 @@ INSERT_BATCH_CREATES = Histogram(
     "a connection free and nobody queued, more when creates queued behind busy connections",
     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128),
 )
+
+# --- Order events out (issue 15): the outbox. Pending and oldest come from the copy's
+# last sweep (every OUTBOX_RETRY_SECONDS) and describe the whole outbox, so every copy
+# reports the same value: aggregate them with max(), not sum().
+
+OUTBOX_PENDING = Gauge(
+    "orders_outbox_pending",
+    "Order events recorded and not yet delivered to K_SINK, as of this copy's last sweep",
+    multiprocess_mode="livemax",
+)
+OUTBOX_OLDEST_PENDING = Gauge(
+    "orders_outbox_oldest_pending_seconds",
+    "Age of the oldest undelivered order event as of this copy's last sweep; 0 when none",
+    multiprocess_mode="livemax",
+)
+OUTBOX_PUBLISHED = Counter(
+    "orders_outbox_published",
+    "Order events the sink accepted (2xx); a republished event counts again",
+)
+OUTBOX_PUBLISH_FAILURES = Counter(
+    "orders_outbox_publish_failures",
+    "Attempts to publish an order event that left it pending, by kind: timeout, "
+    "connection (refused, reset, unresolved), rejected (4xx), sink-error (5xx or other)",
+    ["kind"],
+)
+OUTBOX_PUBLISH_FAILED = {kind: OUTBOX_PUBLISH_FAILURES.labels(kind.value) for kind in PublishFailure}

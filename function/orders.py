@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .batching import InsertBatcher
 from .database import Database, Session
@@ -106,18 +106,26 @@ class OrderStore:
 
     def __init__(
         self, database: Database, tracing: Tracing | None = None, *, batch_max: int = 1, batches_in_flight: int = 1,
+        insert_sql: Callable[[int], str] = insert_unless_keys_exist, announce: Callable[[Order], None] | None = None,
     ) -> None:
         self._pool = database
         self.tracing = tracing  # None: tracing off, and the spans below cost one attribute read
+        # With K_SINK set: the INSERT that also records each order's event (outbox.py), and
+        # what publishes a created order once its statement has committed (relay.py).
         self._batcher: InsertBatcher[NewOrder, tuple[Order, bool]] = InsertBatcher(
-            database, insert_or_get_all, max_size=batch_max, max_in_flight=batches_in_flight)
+            database, functools.partial(insert_or_get_all, insert_sql=insert_sql),
+            max_size=batch_max, max_in_flight=batches_in_flight)
+        self._announce = announce
 
     @postgres_span("insert-or-get", "INSERT")
     async def insert_or_get(
         self, profile: str, key: str | None, fingerprint: str, request: OrderRequest
     ) -> tuple[Order, bool]:
         """The order for (profile, key), and whether this call created it."""
-        return await self._batcher.submit(NewOrder(profile, key, fingerprint, request))
+        order, created = await self._batcher.submit(NewOrder(profile, key, fingerprint, request))
+        if created and self._announce is not None:
+            self._announce(order)
+        return order, created
 
     @postgres_span("find", "SELECT")
     async def find(self, profile: str, key: str) -> Order | None:
@@ -145,7 +153,9 @@ class OrderStore:
         await self._pool.run(lambda c: c.run("SELECT 1"))
 
 
-def insert_or_get_all(connection: Session, wanted: Sequence[NewOrder]) -> list[tuple[Order, bool]]:
+def insert_or_get_all(
+    connection: Session, wanted: Sequence[NewOrder], *, insert_sql: Callable[[int], str] = insert_unless_keys_exist,
+) -> list[tuple[Order, bool]]:
     """Each wanted order and whether it was created here, in `wanted`'s order.
 
     One INSERT for the batch, then one read of the keys that already existed. A key twice
@@ -167,7 +177,7 @@ def insert_or_get_all(connection: Session, wanted: Sequence[NewOrder]) -> list[t
         params[f"product_id{n}"], params[f"quantity{n}"] = new.request.product_id, new.request.product_quantity
     created: dict[tuple[str, str], Order] = {}
     created_unkeyed: dict[tuple[str, str], list[Order]] = {}  # by (profile, fingerprint)
-    for row in connection.run(insert_unless_keys_exist(len(rows)), **params):
+    for row in connection.run(insert_sql(len(rows)), **params):
         order, key = _order(row[:-1]), row[-1]
         if key is None:
             created_unkeyed.setdefault((order.profile_id, order.fingerprint), []).append(order)

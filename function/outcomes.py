@@ -39,3 +39,13 @@ class RedisFailure(enum.StrEnum):
     READONLY = "readonly"                     # a replica, or a primary demoted by a failover
     UNREADABLE_RECORD = "unreadable-record"   # a value we cannot parse
     OTHER = "other"
+
+
+class PublishFailure(enum.StrEnum):
+    """Why an attempt to publish an order event left it pending: the `kind` label of
+    orders_outbox_publish_failures_total and the publish span's error.type."""
+
+    TIMEOUT = "timeout"          # no complete answer within the POST timeout
+    CONNECTION = "connection"    # refused, reset, or the sink's name did not resolve
+    REJECTED = "rejected"        # a 4xx: the sink (or the Broker) refused this event
+    SINK_ERROR = "sink-error"    # a 5xx, or any other answer that is not 2xx

@@ -9,9 +9,11 @@ and its own tracer with its exporter thread (a thread does not survive a fork).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from . import logs, migrate
 from .claims import ClaimStore
@@ -21,6 +23,9 @@ from .orders import OrderStore
 from .settings import Settings
 from .tracing import Tracing
 
+if TYPE_CHECKING:
+    from .relay import Relay
+
 
 @dataclass(frozen=True)
 class Service:
@@ -29,6 +34,7 @@ class Service:
     orders: OrderStore
     engine: IdempotencyEngine
     tracing: Tracing | None  # None: tracing off, and nothing of OpenTelemetry loaded
+    relay: Relay | None = None  # None: K_SINK unset, no events recorded or published
 
 
 _built: dict[int, Service] = {}
@@ -74,10 +80,35 @@ def _build(settings: Settings, schema_applied: bool) -> Service:
     )
     tracing = Tracing(settings.database) if settings.tracing else None
     claims = ClaimStore(settings.redis, timeout_seconds=settings.redis_timeout_seconds, tracing=tracing)
-    orders = OrderStore(database, tracing, batch_max=settings.database_batch_max,
-                        batches_in_flight=batches_in_flight(settings))
+    in_flight = batches_in_flight(settings)
+    if settings.k_sink is None:
+        orders = OrderStore(database, tracing, batch_max=settings.database_batch_max, batches_in_flight=in_flight)
+        relay = None
+    else:
+        orders, relay = _announcing_orders(settings, settings.k_sink, database, tracing, in_flight)
     engine = IdempotencyEngine(settings, claims, orders, tracing)
-    return Service(settings, claims, orders, engine, tracing)
+    return Service(settings, claims, orders, engine, tracing, relay)
+
+
+def _announcing_orders(
+    settings: Settings, sink: str, database: Database, tracing: Tracing | None, in_flight: int,
+) -> tuple[OrderStore, Relay]:
+    """Orders whose INSERT records their event, published after each commit. Imported
+    only here: with K_SINK unset a copy loads no HTTP client."""
+    from .outbox import POST_TIMEOUT_SECONDS, OutboxStore, recording_inserts
+    from .publisher import Publisher
+    from .relay import Relay
+
+    relay = Relay(
+        OutboxStore(database, settings.outbox_retry_seconds),
+        Publisher(sink, settings.k_ce_overrides, POST_TIMEOUT_SECONDS),
+        settings.outbox_retry_seconds, tracing,
+    )
+    orders = OrderStore(
+        database, tracing, batch_max=settings.database_batch_max, batches_in_flight=in_flight,
+        insert_sql=recording_inserts, announce=relay.announce,
+    )
+    return orders, relay
 
 
 def _report_serving_stack() -> None:
@@ -90,3 +121,19 @@ def _report_serving_stack() -> None:
         logs.info("serving", **fields)
     else:
         logs.warning("serving on the slow stack: install uvloop and httptools", **fields)
+
+
+def worker_lifespan(settings: Settings, schema_applied: bool) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
+    """What each worker runs as it starts serving and as it stops: with K_SINK set, the
+    outbox sweep starts at once (publishing what any copy left pending, with no request
+    needed) and, on shutdown, the publishes under way finish."""
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        relay = for_this_process(settings, schema_applied=schema_applied).relay if settings.k_sink is not None else None
+        if relay is not None:
+            relay.start()
+        yield
+        if relay is not None:
+            await relay.stop()
+
+    return lifespan

@@ -6,9 +6,12 @@ A missing or malformed value stops the start-up with a message naming the variab
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, TypeVar
+from urllib.parse import urlsplit
 
 from .targets import DatabaseTarget, RedisTarget, TargetError, parse_database_url, parse_redis_url
 
@@ -73,6 +76,10 @@ class Settings:
     # prometheus-client's own variable: where workers keep their values, if the operator
     # chose it (an emptyDir); else start-up makes a fresh one when workers > 1.
     metrics_directory: str | None = None
+    # Order events out (docs/events-out.md). No sink: nothing is recorded or published.
+    k_sink: str | None = field(default=None, repr=False)  # may carry credentials
+    k_ce_overrides: tuple[tuple[str, str], ...] = ()  # extensions added to every event
+    outbox_retry_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -107,7 +114,61 @@ class Settings:
             tracing=_tracing_on(env),
             workers=_number(env, "WORKERS", int, 1, 1),
             metrics_directory=env.get("PROMETHEUS_MULTIPROC_DIR", "").strip() or None,
+            k_sink=_sink(env),
+            k_ce_overrides=_overrides(env),
+            outbox_retry_seconds=_number(env, "OUTBOX_RETRY_SECONDS", float, 5.0, 0.1),
         )
+
+
+def _sink(env: Mapping[str, str]) -> str | None:
+    """K_SINK as a SinkBinding sets it: an absolute http(s) URL."""
+    raw = env.get("K_SINK", "").strip()
+    if not raw:
+        return None
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError:
+        raise ConfigError("K_SINK is malformed: expected an http:// or https:// URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("K_SINK is malformed: expected an http:// or https:// URL")
+    return raw
+
+
+# CloudEvents attribute names: lower-case letters and digits, at most 20 (spec 1.0).
+_EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
+# What an override may not replace: the event's own attributes.
+_OWN_ATTRIBUTES = frozenset({"specversion", "type", "source", "id", "time", "datacontenttype",
+                             "dataschema", "subject", "data"})
+
+
+def _overrides(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """K_CE_OVERRIDES as Knative's SinkBinding writes it: {"extensions": {"name": "value"}}."""
+    raw = env.get("K_CE_OVERRIDES", "").strip()
+    if not raw:
+        return ()
+    rule = ('K_CE_OVERRIDES must be JSON {"extensions": {"name": "value"}}: lower-case alphanumeric '
+            "names, printable ASCII string values")
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        raise ConfigError(rule) from None
+    if not isinstance(document, dict) or set(document) - {"extensions"}:
+        raise ConfigError(rule)
+    extensions = document.get("extensions") or {}
+    if not isinstance(extensions, dict):
+        raise ConfigError(rule)
+    for name, value in extensions.items():
+        if not _EXTENSION_NAME.fullmatch(name) or not _header_safe(value):
+            raise ConfigError(rule)
+        if name in _OWN_ATTRIBUTES:
+            raise ConfigError("K_CE_OVERRIDES may not replace the event's own attributes (type, source, id, ...)")
+    return tuple(sorted(extensions.items()))
+
+
+def _header_safe(value: object) -> bool:
+    """An extension travels as a `ce-` header: printable ASCII needs no percent-encoding."""
+    return isinstance(value, str) and value.isascii() and value.isprintable()
 
 
 def _tracing_on(env: Mapping[str, str]) -> bool:

@@ -30,12 +30,12 @@ def start(env: Mapping[str, str]) -> tuple[Settings, Callable[[Any], object]]:
     directory = share_metrics_between_workers(settings)
     # Imported only now: metrics.py imports prometheus_client, which reads
     # PROMETHEUS_MULTIPROC_DIR once, when first imported.
-    from . import framework, handler, metrics
+    from . import framework, handler, metrics, service
 
     metrics.share_between_workers(directory)
     logs.configure(settings.log_level)
     schema_applied = apply_schema(settings)
-    framework.answer_framework_errors_as_problems()
+    framework.answer_framework_errors_as_problems(lifespan=service.worker_lifespan(settings, schema_applied))
     return settings, handler.serving(settings, schema_applied=schema_applied)
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Mapping, T
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .order_events import CREATED_TYPE, SOURCE
 from .problems import Problem
 from .routing import ROUTES, match
 from .targets import DatabaseTarget
@@ -141,6 +142,24 @@ class Tracing:
             name, kind=self._internal, record_exception=False, set_status_on_exception=False,
         ) as span:
             yield span
+
+    @contextlib.contextmanager
+    def publish_span(self, order_id: str) -> Iterator[Span]:
+        """One POST of an order event to K_SINK: a child of the request that made the
+        order, or of the sweep that took it up again."""
+        attributes = {"cloudevents.event_id": order_id, "cloudevents.event_type": CREATED_TYPE,
+                      "cloudevents.event_source": SOURCE}
+        with self._client_span("publish", attributes) as span:
+            yield span
+
+    def context_headers(self, span: Span) -> dict[str, str]:
+        """W3C headers naming `span` as the parent, for the sink's (the Broker's) trace."""
+        carrier: dict[str, str] = {}
+        self._w3c.inject(carrier, context=self._trace.set_span_in_context(span))
+        return carrier
+
+    def failed(self, span: Span, error_type: str) -> None:
+        self._failed(span, error_type)
 
     async def redis_call(self, operation: str, call: Awaitable[T]) -> T:
         """One Redis call in a client span named after the operation (claim-or-read,

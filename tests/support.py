@@ -132,8 +132,8 @@ def assert_problem(response: requests.Response, status: int, *words: str) -> dic
 
 
 def empty_stores(database: Database, redis_server: RedisServer) -> None:
-    """The per-test reset: no orders (numbers from 1 again) and nothing in Redis."""
-    database.execute("TRUNCATE orders RESTART IDENTITY")
+    """The per-test reset: no orders and no order events (numbers from 1 again) and nothing in Redis."""
+    database.execute("TRUNCATE orders, outbox RESTART IDENTITY")
     redis_server.client().flushall()
 
 

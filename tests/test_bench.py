@@ -38,6 +38,9 @@ def test_a_quick_bench_measures_both_floors_the_function_and_judges_every_target
     assert storm["duplicatesCreated"] == 0
     assert {row["met"] for row in results["targets"]} <= {True, False} and results["targets"]
     assert results["coldStart"]["samples"] and results["listing"]["pages"]
+    publishing = results["publishing"]
+    assert all(point["requests"] > 0 and point["errors"] == 0 for point in publishing["points"].values())
+    assert publishing["pendingAtEnd"] == 0 and publishing["distinctEventIds"] > 0
     report = (tmp_path / "latest.md").read_text()
     assert "x ASGI floor" in report and "## Targets" in report
     print(report)  # the figures, for whoever reads the test log

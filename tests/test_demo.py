@@ -53,3 +53,7 @@ def test_the_autoscaled_demo_starts_from_zero_scales_up_drains_back_to_zero_and_
     assert figures["outcomes"]["error"] == 0
     assert set(figures["copyExitStatuses"]) == {"0"}  # SIGTERM: each copy finished and exited cleanly
     assert plot.stat().st_size > 10_000
+    # Every order announced under its own id, across the sink's outage and the copies' churn.
+    assert figures["distinctEventIds"] == figures["ordersAfterwards"]
+    assert figures["ordersWithoutEvent"] == figures["eventsForNoOrder"] == 0
+    assert figures["sinkOutageSeconds"][1] > figures["sinkOutageSeconds"][0] > 0

@@ -105,6 +105,7 @@ def tour_the_event_route(api: Client, answers: AnswerLog) -> None:
     answers.check(*event, post_binary_event(api, "/", {**data, "productQuantity": 4}, idempotencykey="event-tour"))
     answers.check(*event, post_binary_event(api, "/", {"productQuantity": 3}))
     answers.check(*event, post_binary_event(api, "/", "x" * 70_000))
+    answers.check(*event, post_binary_event(api, "/", {}, type="dev.knative.sources.ping"))  # 202
     structured = {"specversion": "1.0", "type": CREATE, "source": "/tour", "id": "s-1", "data": data}
     answers.check(*event, api.http.post(
         api.url + "/", data=json.dumps(structured),

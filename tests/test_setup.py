@@ -168,9 +168,9 @@ def test_copies_starting_together_on_an_empty_database_apply_the_schema_once(
     assert statuses == [200, 200, 200, 200]
     assert created.status_code == 201
     connection = pg8000.native.Connection("postgres", host="127.0.0.1", port=postgres.port, database="fresh")
-    versions = connection.run("SELECT version FROM schema_migrations")
+    versions = connection.run("SELECT version FROM schema_migrations ORDER BY version")
     connection.close()
-    assert versions == [["0001_create_orders"]]
+    assert versions == [["0001_create_orders"], ["0002_create_outbox"]]
 
 
 def test_python_m_function_migrate_reports_an_up_to_date_schema(postgres) -> None:  # type: ignore[no-untyped-def]

@@ -73,11 +73,14 @@ def knative_models() -> dict[tuple[str, str], Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from cloudcoil.models.knative_eventing.eventing.v1 import Broker, Trigger
+        from cloudcoil.models.knative_eventing.sources.v1 import PingSource, SinkBinding
         from cloudcoil.models.knative_serving.serving.v1 import Service
     return {
         ("serving.knative.dev/v1", "Service"): Service,
         ("eventing.knative.dev/v1", "Broker"): Broker,
         ("eventing.knative.dev/v1", "Trigger"): Trigger,
+        ("sources.knative.dev/v1", "PingSource"): PingSource,
+        ("sources.knative.dev/v1", "SinkBinding"): SinkBinding,
     }
 
 

@@ -8,6 +8,7 @@ Service, the ConfigMap, the Trigger and PostgreSQL.
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shutil
 import subprocess
@@ -51,7 +52,7 @@ CONFIG_KEYS = {
     "IDEMPOTENCY_KEY_REQUIRED", "IDEMPOTENCY_ON_MISMATCH", "AUTO_MIGRATE",
     "DATABASE_POOLING", "DATABASE_POOL_SIZE", "DATABASE_CONNECT_TIMEOUT_SECONDS",
     "DATABASE_STATEMENT_TIMEOUT_SECONDS", "REDIS_TIMEOUT_SECONDS", "LOG_LEVEL",
-    "WORKERS", "MIGRATION_TIMEOUT_SECONDS",
+    "WORKERS", "MIGRATION_TIMEOUT_SECONDS", "OUTBOX_RETRY_SECONDS",
 }
 SECRET_KEYS = {"DATABASE_URL", "REDIS_URL"}
 
@@ -144,7 +145,8 @@ def test_the_service_pod_spec_passes_the_kubernetes_pod_schema():
 
 def test_every_knative_manifest_passes_its_crd_model_with_no_unknown_field():
     knative = [doc for doc in all_manifests() if is_knative(doc)]
-    assert sorted(doc["kind"] for doc in knative) == ["Broker", "Service", "Service", "Trigger"]
+    assert sorted(doc["kind"] for doc in knative) == [
+        "Broker", "PingSource", "Service", "Service", "SinkBinding", "Trigger"]
     for doc in knative:
         dumped = validate_knative(doc)
         unknown = set(unknown_fields(doc, dumped)) - FIELDS_MISSING_FROM_THE_MODELS
@@ -178,7 +180,7 @@ def test_kubectl_kustomize_builds_the_directory_offline():
         capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 0, result.stderr
     kinds = re.findall(r"^kind: (\w+)$", result.stdout, flags=re.MULTILINE)
-    assert sorted(kinds) == ["Broker", "ConfigMap", "Service", "Service", "Trigger"]
+    assert sorted(kinds) == ["Broker", "ConfigMap", "PingSource", "Service", "Service", "SinkBinding", "Trigger"]
 
 
 # --- Knative admission rules ---------------------------------------------------------
@@ -361,6 +363,30 @@ def test_the_trigger_delivers_to_the_orders_service_on_the_default_broker():
         "MTChannelBasedBroker")
     assert spec["subscriber"]["ref"] == {
         "apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "orders"}
+
+
+def test_the_sink_binding_points_the_orders_service_at_the_broker_with_valid_overrides():
+    binding = find(all_manifests(), "SinkBinding", "orders-events")["spec"]
+    assert binding["subject"] == {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "orders"}
+    assert binding["sink"]["ref"]["kind"] == "Broker"
+    find(all_manifests(), "Broker", binding["sink"]["ref"]["name"])
+    # What the binding injects as K_CE_OVERRIDES must pass the function's own check.
+    from function.settings import Settings
+
+    overrides = json.dumps({"extensions": binding["ceOverrides"]["extensions"]})
+    settings = Settings.from_env({"DATABASE_URL": "postgresql://u@db/orders", "REDIS_URL": "redis://r/0",
+                                  "K_SINK": "http://broker-ingress.knative-eventing.svc/orders/default",
+                                  "K_CE_OVERRIDES": overrides})
+    assert dict(settings.k_ce_overrides) == binding["ceOverrides"]["extensions"]
+
+
+def test_the_ping_source_wakes_the_orders_service_itself_every_ten_minutes():
+    ping = find(all_manifests(), "PingSource", "orders-outbox")["spec"]
+    assert ping["sink"]["ref"] == {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "orders"}
+    # The cost stated in events-out.yaml and docs/events-out.md: 144 wake-ups a day.
+    assert ping["schedule"] == "*/10 * * * *"
+    assert "144" in (KNATIVE / "events-out.yaml").read_text()
+    assert "every 10 minutes" in (KNATIVE.parent / "docs" / "events-out.md").read_text()
 
 
 def test_failed_deliveries_are_retried_then_dead_lettered_to_an_existing_service():
