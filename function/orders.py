@@ -117,15 +117,20 @@ class OrderStore:
             max_size=batch_max, max_in_flight=batches_in_flight)
         self._announce = announce
 
-    @postgres_span("insert-or-get", "INSERT")
     async def insert_or_get(
         self, profile: str, key: str | None, fingerprint: str, request: OrderRequest
     ) -> tuple[Order, bool]:
-        """The order for (profile, key), and whether this call created it."""
-        order, created = await self._batcher.submit(NewOrder(profile, key, fingerprint, request))
+        """The order for (profile, key), and whether this call created it. A created
+        order is announced here, outside the INSERT's span: its publish is the request's
+        child, not the statement's."""
+        order, created = await self._insert_or_get(NewOrder(profile, key, fingerprint, request))
         if created and self._announce is not None:
             self._announce(order)
         return order, created
+
+    @postgres_span("insert-or-get", "INSERT")
+    async def _insert_or_get(self, new: NewOrder) -> tuple[Order, bool]:
+        return await self._batcher.submit(new)
 
     @postgres_span("find", "SELECT")
     async def find(self, profile: str, key: str) -> Order | None:
