@@ -31,6 +31,7 @@ metrics.share_between_workers(METRICS_DIRECTORY)
 logs.configure(SETTINGS.log_level)
 startup.apply_schema(SETTINGS)
 framework.answer_framework_errors_as_problems()
+framework.serve_with_our_server_settings()
 
 Endpoint = Callable[..., Awaitable[Response]]
 ENDPOINTS: dict[str, Endpoint] = {
