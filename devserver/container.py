@@ -54,9 +54,9 @@ def missing_tools() -> list[str]:
     return missing
 
 
-def podman(*args: str, timeout: float = 120.0, check: bool = True, stdin: bytes | None = None) -> str:
+def podman(*args: str, timeout: float = 120.0, check: bool = True) -> str:
     """One podman command with our containers.conf; its output, or an error that shows it."""
-    done = subprocess.run(["podman", *args], env=_podman_env(), input=stdin, capture_output=True, timeout=timeout)
+    done = subprocess.run(["podman", *args], env=_podman_env(), capture_output=True, timeout=timeout)
     if check and done.returncode != 0:
         raise RuntimeError(f"podman {' '.join(args[:2])} failed ({done.returncode}): "
                            f"{done.stderr.decode(errors='replace')[-2000:]}")
@@ -88,9 +88,13 @@ def ensure_base_image() -> str:
         (rootfs / "usr/bin/python").symlink_to("python3")  # the name python:3.11-slim answers to
         for marker in rootfs.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
             marker.unlink()  # Debian's guard against pip in the system Python; the build uses a venv
-        archive = subprocess.run(["tar", "-C", str(rootfs), "-c", "."], check=True, capture_output=True).stdout
-        podman("import", "--change", f"ENV PATH={PATH_IN_IMAGE}", "--change", 'CMD ["python3"]',
-               "-", BASE_IMAGE, stdin=archive, timeout=600)
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        try:
+            subprocess.run(["podman", "import", "--change", f"ENV PATH={PATH_IN_IMAGE}", "--change",
+                            'CMD ["python3"]', "-", BASE_IMAGE],
+                           stdin=tar.stdout, env=_podman_env(), check=True, capture_output=True, timeout=600)
+        finally:
+            tar.wait()
     finally:
         shutil.rmtree(rootfs, ignore_errors=True)
     return "stand-in made"
@@ -112,22 +116,27 @@ def debian_mirror() -> str:
 
 def wheelhouse() -> Path:
     """Every file the lock names for the image's Python and machine, downloaded on the host
-    with its hash checked; kept per lock file, so a new lock downloads afresh."""
+    with its hash checked; kept per lock file, so a new lock downloads afresh. Markers are
+    dropped first: pip judges them by the host's Python, not the image's (Debian's 3.11.2
+    needs async-timeout, a newer 3.11 does not), and the image's pip judges them again."""
     digest = hashlib.sha256(LOCK.read_bytes()).hexdigest()[:12]
     folder = CACHE / f"wheels-{digest}"
     if (folder / ".complete").exists():
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
+    unmarked = folder / "requirements-any-python.txt"
+    unmarked.write_text(re.sub(r" ; [^\\\n]*", " ", LOCK.read_text()))
     arch = platform.machine()
     platforms = [f"manylinux_2_{minor}_{arch}" for minor in range(36, 16, -1)] + [f"manylinux2014_{arch}"]
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "--quiet", "--require-hashes", "--only-binary", ":all:",
          "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
          *(option for name in platforms for option in ("--platform", name)),
-         "--dest", str(folder), "-r", str(LOCK)],
-        check=True, timeout=600,
+         "--dest", str(folder), "-r", str(unmarked)],
+        check=True, timeout=600, stdout=subprocess.DEVNULL,
     )
+    unmarked.unlink()
     (folder / ".complete").touch()
     return folder
 
