@@ -49,9 +49,16 @@ def missing_tools() -> list[str]:
     """What is needed and not installed: podman with runc, and debootstrap while the base
     image has to be made here."""
     missing = [tool for tool in ("podman", "runc") if shutil.which(tool) is None]
-    if not missing and not base_image_present() and shutil.which("debootstrap") is None:
-        missing.append("debootstrap")
+    if not missing and not base_image_present():
+        if _debootstrap() is None:
+            missing.append("debootstrap")
+        elif os.geteuid() != 0:
+            missing.append("root for debootstrap (or a local python:3.11-slim image)")
     return missing
+
+
+def _debootstrap() -> str | None:
+    return shutil.which("debootstrap") or shutil.which("debootstrap", path="/usr/sbin:/sbin")
 
 
 def podman(*args: str, timeout: float = 120.0, check: bool = True) -> str:
@@ -81,7 +88,7 @@ def ensure_base_image() -> str:
     rootfs = Path(tempfile.mkdtemp(prefix="base-rootfs-", dir=CACHE))
     try:
         subprocess.run(
-            ["debootstrap", "--variant=minbase", f"--include={DEBOOTSTRAP_PACKAGES}", "bookworm",
+            [_debootstrap() or "debootstrap", "--variant=minbase", f"--include={DEBOOTSTRAP_PACKAGES}", "bookworm",
              str(rootfs), debian_mirror()],
             check=True, capture_output=True, timeout=900,
         )

@@ -76,7 +76,7 @@ def server_settings() -> dict[str, Any]:
     return settings
 
 
-class _OurGunicorn(functions_framework._http.gunicorn.UvicornApplication):  # type: ignore[misc]
+class _OurGunicorn(functions_framework._http.gunicorn.UvicornApplication):
     def load_config(self) -> None:
         super().load_config()
         for name, value in server_settings().items():

@@ -31,7 +31,7 @@ _log = logging.getLogger(LOGGER)
 
 # Never used by the JSON shape, and each costs time on every record (the logging HOWTO's
 # "Optimization" section): the calling frame, thread, process and task names.
-logging._srcfile = None  # type: ignore[attr-defined]
+logging._srcfile = None
 logging.logThreads = False
 logging.logProcesses = False
 logging.logMultiprocessing = False
@@ -93,14 +93,15 @@ class _GatheringListener(logging.handlers.QueueListener):
 
     def __init__(self, lines: queue.SimpleQueue[Any], output: _Lines) -> None:
         super().__init__(lines, output)
+        self._lines = lines
         self._output = output
 
     def dequeue(self, block: bool) -> Any:
         try:
-            return self.queue.get_nowait()
+            return self._lines.get_nowait()
         except queue.Empty:
             self._output.flush()  # nothing more came: write what gathered
-            record = self.queue.get()
+            record = self._lines.get()
             time.sleep(FLUSH_AFTER_SECONDS)
             return record
 
