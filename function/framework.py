@@ -12,7 +12,7 @@ in requirements.txt is held, and tests/test_framing.py fails if this stops worki
 
 functions-framework builds gunicorn's settings in code (`UvicornApplication`), so neither
 a gunicorn.conf.py nor GUNICORN_CMD_ARGS reaches them; the class its server factory looks
-up when it starts is swapped for a subclass that adds SERVER_SETTINGS. The function is
+up when it starts is swapped for a subclass that adds `server_settings()`. The function is
 imported before that look-up, so the swap is in place in time.
 """
 

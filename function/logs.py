@@ -27,13 +27,6 @@ MAX_PENDING_LINES = 256
 LOGGER = "orders"
 _log = logging.getLogger(LOGGER)
 
-# Never used by the JSON shape, and each costs time on every record (the logging HOWTO's
-# "Optimization" section): the calling frame, thread, process and task names.
-logging._srcfile = None
-logging.logThreads = False
-logging.logProcesses = False
-logging.logMultiprocessing = False
-
 
 class JsonFormatter(logging.Formatter):
     """time (RFC 3339, UTC, milliseconds), level, message, then the record's `fields`."""
@@ -124,6 +117,10 @@ LOGGING: dict[str, Any] = logging_config("info")
 
 def configure(level: str) -> None:
     global LOGGING
+    # Never used by the JSON shape, and each costs time on every record (the logging
+    # HOWTO's "Optimization" section): the calling frame, thread and process names.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     LOGGING = logging_config(level)
     logging.config.dictConfig(LOGGING)
     logging.captureWarnings(True)  # a library's warning is a JSON line too, not text on stderr
