@@ -52,7 +52,7 @@ class JsonFormatter(logging.Formatter):
         return self._encode(line)
 
     def _timestamp(self, created: float) -> str:
-        """The seconds part is formatted once per second (called on the writer's thread only)."""
+        """The seconds part is formatted once per second (called holding the handler's lock)."""
         second = int(created)
         if second != self._second:
             self._second, self._prefix = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
