@@ -11,10 +11,15 @@ DEMO   := $(VENV)/.installed-demo
 DEV    := $(VENV)/.installed-dev
 # Everything mypy checks: the function and every tool around it.
 TYPED  := function devserver loadgen demo bench soak
+# What the image installs, exact versions with every file's hash (`make lock` remakes it
+# from requirements.txt). The local installs take its versions, without the hashes, as
+# constraints: what `make test` passes with is what ships.
+LOCK   := requirements-lock.txt
+PINS   := $(VENV)/constraints.txt
 # Where `make demo` draws its timeline: under .local/, out of `git status`.
 DEMO_PLOT ?= .local/demo/autoscale.png
 
-.PHONY: run test migrate typecheck bench demo demo-tools soak clean
+.PHONY: run test migrate typecheck bench demo demo-tools soak lock clean
 
 run: $(LOCAL)
 	$(BIN)/python -m devserver
@@ -39,18 +44,30 @@ demo-tools: $(DEMO)
 soak: $(DEV)
 	$(BIN)/python -m soak --minutes $(or $(MINUTES),3) --copies 3
 
-$(LOCAL): requirements.txt requirements-local.txt
+# uv resolves for Python 3.11 (the image's) on every platform, and records the hashes of
+# every file of each pinned version.
+lock: $(LOCAL)
+	$(BIN)/python -m pip install --quiet "uv>=0.9,<1"
+	$(BIN)/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 \
+	  --custom-compile-command "make lock" requirements.txt -o $(LOCK)
+
+# pip refuses hashes in a constraints file unless every requirement has them.
+$(PINS): $(LOCK)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	sed -e '/--hash=/d' -e 's/ *\\$$//' $(LOCK) > $@
+
+$(LOCAL): requirements.txt requirements-local.txt $(PINS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-local.txt
+	$(BIN)/python -m pip install --quiet -c $(PINS) -r requirements-local.txt
 	touch $@
 
 $(DEMO): $(LOCAL) demo/requirements.txt
-	$(BIN)/python -m pip install --quiet -r demo/requirements.txt
+	$(BIN)/python -m pip install --quiet -c $(PINS) -r demo/requirements.txt
 	touch $@
 
 $(DEV): $(LOCAL) requirements-dev.txt demo/requirements.txt $(wildcard tests/*/requirements.txt)
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -c $(PINS) -r requirements-dev.txt
 	touch $@
 
 clean:

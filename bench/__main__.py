@@ -104,6 +104,8 @@ def run(plan: Plan, *, say: Callable[[str], None]) -> dict[str, Any]:
         results["pgbouncer"] = scaleout.through_pgbouncer(stack, plan)
         say(f"cold start x {plan.cold_starts}")
         results["coldStart"] = coldstart.cold_starts(lambda: stack.start_copy(wait=False), plan.cold_starts)
+        say(f"cold start of the image's container x {plan.cold_starts}")
+        results["coldStartContainer"] = coldstart.container_cold_starts(stack.copy_env, stack.workdir, plan.cold_starts)
         say(f"GET /orders with 10 and {plan.big_profile_orders} orders")
         results["listing"] = listing.listing_latency(
             function.url, stack.database_url, run_id, plan.big_profile_orders, plan.seconds / 2)

@@ -186,6 +186,7 @@ def _others(r: dict[str, Any]) -> list[str]:
         f"- **Cold start**, process start to first 201, {len(cold['samples'])} fresh copies: "
         f"median {cold['toFirst201']['p50']} ms, worst {cold['toFirst201']['p99']} ms; of which the first "
         f"request itself (lazy PostgreSQL connection, schema check, Redis) median {cold['firstRequest']['p50']} ms.",
+        _container_cold_start(r.get("coldStartContainer")),
         "",
         f"`GET /orders` (page of {listing['pageSize']}), {listing['connections']} connections:",
         "",
@@ -193,6 +194,17 @@ def _others(r: dict[str, Any]) -> list[str]:
     rows = [[name, f"{p['throughput']:.0f}", p["p50"], p["p99"]] for name, p in listing["pages"].items()]
     return lines + _table(["page", "req/s", "p50 ms", "p99 ms"], "lrrr", rows) + [
         "", f"Last page's plan: `{listing['lastPagePlan']}`.", ""]
+
+
+def _container_cold_start(cold: dict[str, Any] | None) -> str:
+    if not cold:
+        return ""
+    if "skipped" in cold:
+        return f"- **Cold start of the image's container**: not measured ({cold['skipped']})."
+    return (f"- **Cold start of the image's container** ({cold['imageBytes'] / 1e6:.0f} MB, built in "
+            f"{cold['buildSeconds']} s), read-only, as Knative runs it, {len(cold['samples'])} fresh containers: "
+            f"from `podman run` to first 201 median {cold['toFirst201']['p50']} ms, worst {cold['toFirst201']['p99']} ms; "
+            f"from the container's process start median {cold['fromProcessStart']['p50']} ms (the bare process: above).")
 
 
 def _path(point: dict[str, Any]) -> str:

@@ -1,5 +1,7 @@
-"""The adjustments to functions-framework: its own error answers become problems, and
-each worker gets a lifespan (what it starts when it begins serving and stops at exit).
+"""The adjustments to functions-framework: its own error answers become problems, each
+worker gets a lifespan (what it starts when it begins serving and stops at exit), and
+the gunicorn it starts gets our settings (one JSON log shape, nothing written outside
+/tmp and /dev/shm).
 
 functions-framework 3.10's ASGI app routes every path to `handle`, except those its
 router answers itself with a text/plain "Not Found": /robots.txt, /favicon.ico, and a
@@ -8,6 +10,11 @@ error-handler hook for async functions (upstream issue #401), so the app it buil
 Starlette's own hook: the class it instantiates is swapped, before it builds the app,
 for one that renders those answers as problem+json like every other. The version range
 in requirements.txt is held, and tests/test_framing.py fails if this stops working.
+
+functions-framework builds gunicorn's settings in code (`UvicornApplication`), so neither
+a gunicorn.conf.py nor GUNICORN_CMD_ARGS reaches them; the class its server factory looks
+up when it starts is swapped for a subclass that adds `server_settings()`. The function is
+imported before that look-up, so the swap is in place in time.
 """
 
 from __future__ import annotations
@@ -17,12 +24,14 @@ import os
 import socket
 from typing import Any, Callable
 
+import functions_framework._http.gunicorn
 import functions_framework.aio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from . import logs
 from .problems import MethodNotAllowed, NotFound, Problem
 
 _served_by: tuple[int, str] = (0, "")
@@ -74,3 +83,33 @@ def answer_framework_errors_as_problems(lifespan: Callable[[Any], Any] | None = 
     global _lifespan
     _lifespan = lifespan
     functions_framework.aio.Starlette = _ProblemAnsweringStarlette  # type: ignore[misc]
+
+
+def server_settings() -> dict[str, Any]:
+    """What the gunicorn under functions-framework is given on top of its own settings."""
+    settings: dict[str, Any] = {
+        "logconfig_dict": logs.LOGGING,
+        # gunicorn 25+ opens a control socket under $HOME (/nonexistent in the image):
+        # an error line at every start, and a write outside /tmp. Nothing here uses it.
+        "control_socket_disable": True,
+    }
+    if os.path.isdir("/dev/shm"):
+        # The worker heartbeat file: in memory, not on the (read-only) root filesystem.
+        settings["worker_tmp_dir"] = "/dev/shm"
+    return settings
+
+
+class _OurGunicorn(functions_framework._http.gunicorn.UvicornApplication):
+    def load_config(self) -> None:
+        super().load_config()
+        for name, value in server_settings().items():
+            self.cfg.set(name, value)
+
+
+def serve_with_our_server_settings() -> None:
+    current = getattr(functions_framework._http.gunicorn, "UvicornApplication", None)
+    # An upgrade that renames what is swapped must fail here, not silently log in text.
+    if current is None or not callable(getattr(current, "load_config", None)):
+        raise FrameworkChanged("functions-framework no longer starts gunicorn through "
+                               "UvicornApplication.load_config: update function/framework.py")
+    functions_framework._http.gunicorn.UvicornApplication = _OurGunicorn  # type: ignore[misc]

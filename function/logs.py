@@ -1,91 +1,145 @@
-"""One JSON line per request on stdout: what a log pipeline can filter without parsing prose.
+"""One JSON line per log record on stdout, in one shape for the function, gunicorn and
+uvicorn alike: what a log pipeline can filter without parsing prose.
 
-Written directly rather than through `logging`: the request line is on every request's
-path, and the logging machinery cost several times the JSON encoding itself. Lines are
-written whole, from the event loop's thread (and the start-up), so they never interleave.
-On the loop, lines are gathered for at most FLUSH_AFTER_SECONDS and written together:
-the bench showed a write (and a flush) per request costing ~9 % of a replay. An error
-line, a full buffer, and the process's exit write at once.
+Standard `logging` throughout. The function logs through the "orders" logger; gunicorn is
+handed `LOGGING` as its `logconfig_dict` (framework.py), and its uvicorn workers reuse
+gunicorn's handlers, so every line of a copy leaves through the one `JsonFormatter`.
+
+The request line is on every request's path. A write and a flush per request cost ~9 %
+of a replay, so on the event loop records are gathered for up to FLUSH_AFTER_SECONDS and
+written together. Not on a QueueListener thread: measured, formatting there cost more
+CPU per line than on the loop (~38 against ~30 us here, with four times the context
+switches), since one GIL serves both threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import json
+import logging
+import logging.config
 import sys
 import time
-import traceback
 from typing import Any
 
-_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
-_threshold = _LEVELS["info"]
-_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
-_stamped_second = -1
-_stamp_prefix = ""
-_pending: list[str] = []
-FLUSH_AFTER_SECONDS = 0.02  # prompt for `kubectl logs`; under load dozens of lines per write
+FLUSH_AFTER_SECONDS = 0.02  # prompt for `kubectl logs`; under load hundreds of lines per write
 MAX_PENDING_LINES = 256
+LOGGER = "orders"
+_log = logging.getLogger(LOGGER)
+
+
+class JsonFormatter(logging.Formatter):
+    """time (RFC 3339, UTC, milliseconds), level, message, then the record's `fields`."""
+
+    _encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second, self._prefix = -1, ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": self._timestamp(record.created), "level": record.levelname.lower(),
+            "message": record.getMessage(),
+        }
+        if record.name != LOGGER:  # gunicorn.error, uvicorn.error, ...: say who spoke
+            line["logger"] = record.name
+        for name, value in getattr(record, "fields", {}).items():
+            if value is not None:
+                line[name] = value
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return self._encode(line)
+
+    def _timestamp(self, created: float) -> str:
+        """The seconds part is formatted once per second (called holding the handler's lock)."""
+        second = int(created)
+        if second != self._second:
+            self._second, self._prefix = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((created - second) * 1000):03d}Z"
+
+
+class GatheredStdout(logging.Handler):
+    """The handler every logger of a copy writes through (LOGGING names it). On the event
+    loop, records are gathered for at most FLUSH_AFTER_SECONDS, then formatted and written
+    in one write; an error, a full batch, a line from outside the loop (start-up, the
+    master) and the process's exit (logging.shutdown) write at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(JsonFormatter())
+        self._pending: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:  # called holding self.lock
+        self._pending.append(record)
+        if len(self._pending) >= MAX_PENDING_LINES or record.levelno >= logging.ERROR:
+            self._write()
+        elif len(self._pending) == 1:  # the first since the last write schedules the next
+            try:
+                asyncio.get_running_loop().call_later(FLUSH_AFTER_SECONDS, self.flush)
+            except RuntimeError:  # no loop on this thread
+                self._write()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write()
+
+    def _write(self) -> None:
+        if self._pending:
+            text = "".join([self.format(record) + "\n" for record in self._pending])
+            self._pending.clear()
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+
+def logging_config(level: str) -> dict[str, Any]:
+    """The one configuration: the function's own logger at `level`; gunicorn's error log
+    (which uvicorn's workers share) at the level gunicorn is given; no access log, since the
+    function writes its own request line."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {},
+        "handlers": {"json": {"()": GatheredStdout}},
+        "root": {"level": "WARNING", "handlers": ["json"]},
+        "loggers": {
+            LOGGER: {"level": level.upper(), "handlers": [], "propagate": True},
+            # uvicorn's workers copy this logger's handler list and stop propagating, so
+            # it needs the handler itself.
+            "gunicorn.error": {"handlers": ["json"], "propagate": False},
+            "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+        },
+    }
+
+
+LOGGING: dict[str, Any] = logging_config("info")
 
 
 def configure(level: str) -> None:
-    global _threshold
-    _threshold = _LEVELS[level]
+    global LOGGING
+    # Never used by the JSON shape, and each costs time on every record (the logging
+    # HOWTO's "Optimization" section): the calling frame, thread and process names.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    LOGGING = logging_config(level)
+    logging.config.dictConfig(LOGGING)
+    logging.captureWarnings(True)  # a library's warning is a JSON line too, not text on stderr
 
 
 def request_line(fields: dict[str, Any]) -> None:
     """route, method, status, profile, keyHash, outcome, durationMs, and the like."""
-    if _threshold <= 20:
-        _write("info", "request", fields)
+    if _log.isEnabledFor(logging.INFO):
+        _log.info("request", extra={"fields": fields})
 
 
 def info(message: str, **fields: Any) -> None:
-    if _threshold <= 20:
-        _write("info", message, fields)
+    _log.info(message, extra={"fields": fields})
 
 
 def warning(message: str, **fields: Any) -> None:
-    if _threshold <= 30:
-        _write("warning", message, fields)
+    _log.warning(message, extra={"fields": fields})
 
 
 def error(message: str, **fields: Any) -> None:
     """An unexpected failure, with its traceback (call it from an `except` block)."""
-    _write("error", message, {**fields, "error": traceback.format_exc()})
-    flush()  # whatever happens next, this line is out
-
-
-def _write(level: str, message: str, fields: dict[str, Any]) -> None:
-    line = {"time": _timestamp(), "level": level, "message": message}
-    for name, value in fields.items():
-        if value is not None:
-            line[name] = value
-    _pending.append(_encode(line) + "\n")
-    if len(_pending) >= MAX_PENDING_LINES:
-        flush()
-    elif len(_pending) == 1:  # the first line since the last write schedules the next
-        try:
-            asyncio.get_running_loop().call_later(FLUSH_AFTER_SECONDS, flush)
-        except RuntimeError:  # no loop (start-up): at once
-            flush()
-
-
-def flush() -> None:
-    """Promptly, even where stdout is a pipe with a buffer."""
-    if _pending:
-        sys.stdout.write("".join(_pending))
-        _pending.clear()
-        sys.stdout.flush()
-
-
-atexit.register(flush)
-
-
-def _timestamp() -> str:
-    """RFC 3339 UTC with milliseconds; the seconds part is formatted once per second."""
-    global _stamped_second, _stamp_prefix
-    now = time.time()
-    second = int(now)
-    if second != _stamped_second:
-        _stamped_second, _stamp_prefix = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    return f"{_stamp_prefix}.{int((now - second) * 1000):03d}Z"
+    _log.error(message, exc_info=True, extra={"fields": fields})

@@ -36,6 +36,7 @@ def start(env: Mapping[str, str]) -> tuple[Settings, Callable[[Any], object]]:
     logs.configure(settings.log_level)
     schema_applied = apply_schema(settings)
     framework.answer_framework_errors_as_problems(lifespan=service.worker_lifespan(settings, schema_applied))
+    framework.serve_with_our_server_settings()
     return settings, handler.serving(settings, schema_applied=schema_applied)
 
 

@@ -107,15 +107,17 @@ def test_a_missing_or_malformed_variable_is_named_and_no_password_is_shown(env, 
     assert named in str(raised.value) and "secret" not in str(raised.value)
 
 
-def test_the_log_watch_sees_a_500_in_any_form_the_servers_write_it() -> None:
+def test_the_log_watch_sees_an_error_line_from_any_server_and_any_line_that_is_not_json() -> None:
     log = "\n".join([
         '{"time":"t","level":"info","message":"request","status":201}',
         '{"time":"t","level":"error","message":"unhandled error","route":"create"}',
-        "ERROR:root:Exception on /orders [POST]",
-        "ERROR:    Exception in ASGI application",
+        '{"time":"t","level":"error","message":"Exception in ASGI application","logger":"uvicorn.error"}',
+        '{"time":"t","level":"critical","message":"WORKER TIMEOUT (pid:7)","logger":"gunicorn.error"}',
+        "Traceback (most recent call last):",
+        '{"time":"t","level":"info","message":"Worker (pid:7) was sent SIGTERM!","logger":"gunicorn.error"}',
         '{"time":"t","level":"info","message":"request","status":503}',
     ])
-    assert len(server_errors(log)) == 3
+    assert len(server_errors(log)) == 4
     assert server_errors('{"level":"warning","message":"schema not checked at start-up"}') == []
 
 

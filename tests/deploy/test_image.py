@@ -1,4 +1,5 @@
-"""Dockerfile: starts the function exactly as the Procfile's web: line does, as non-root."""
+"""Dockerfile, read offline: starts the function exactly as the Procfile's web: line does, as
+non-root, from the lock file, in two stages. tests/deploy/test_container.py builds and runs it."""
 
 from __future__ import annotations
 
@@ -61,21 +62,44 @@ def test_the_image_runs_as_a_numeric_non_root_user():
     assert names.index("USER") < names.index("CMD")
 
 
-def test_the_image_is_python_311_slim():
-    (base,) = arguments_of("FROM")
-    assert base.split(" ")[0] == "python:3.11-slim"
+def stages() -> list[list[tuple[str, str]]]:
+    """The instructions of each FROM ... stage, in order."""
+    result: list[list[tuple[str, str]]] = []
+    for name, arguments in instructions():
+        if name == "FROM":
+            result.append([])
+        result[-1].append((name, arguments))
+    return result
 
 
-def test_the_image_installs_requirements_without_a_cache_and_compiles_bytecode():
-    runs = " ".join(arguments_of("RUN"))
-    assert "pip install --no-cache-dir -r requirements.txt" in runs
-    assert "python -m compileall" in runs
-    assert "PYTHONUNBUFFERED=1" in " ".join(arguments_of("ENV"))
+def test_both_stages_are_python_311_slim():
+    bases = [arguments.split(" ")[0] for arguments in arguments_of("FROM")]
+    assert bases == ["python:3.11-slim", "python:3.11-slim"]
+
+
+def test_the_build_stage_installs_exactly_the_lock_with_hashes_and_no_cache():
+    build, final = stages()
+    runs = " ".join(arguments for name, arguments in build if name == "RUN")
+    assert "--require-hashes" in runs and "-r /tmp/requirements-lock.txt" in runs
+    assert "requirements.txt" not in runs.replace("requirements-lock.txt", "")
+    assert "PIP_NO_CACHE_DIR=1" in " ".join(arguments for name, arguments in build if name == "ENV")
+    assert "--only-binary :all:" in runs  # wheels only: no compiler involved
+
+
+def test_the_final_stage_takes_only_the_environment_from_the_build_and_keeps_no_pip():
+    build, final = stages()
+    copies_from_build = [arguments for name, arguments in final if name == "COPY" and arguments.startswith("--from=")]
+    assert copies_from_build == ["--from=build /opt/venv /opt/venv"]
+    assert "pip uninstall" in " ".join(arguments for name, arguments in build if name == "RUN")
+    final_runs = " ".join(arguments for name, arguments in final if name == "RUN")
+    assert "pip install" not in final_runs and "pip uninstall" in final_runs
+    assert "python -m compileall" in final_runs
+    assert "PYTHONUNBUFFERED=1" in " ".join(arguments for name, arguments in final if name == "ENV")
 
 
 def test_the_image_copies_the_function_its_migrations_and_the_procfile():
     sources = {arguments.split()[0] for arguments in arguments_of("COPY")}
-    assert {"requirements.txt", "Procfile", "function/", "postgres/migrations/"} <= sources
+    assert {"requirements-lock.txt", "Procfile", "function/", "postgres/migrations/"} <= sources
 
 
 def test_dockerignore_lets_in_everything_the_dockerfile_copies():
@@ -83,4 +107,5 @@ def test_dockerignore_lets_in_everything_the_dockerfile_copies():
              if line.strip() and not line.startswith("#")]
     assert lines[0] == "*"  # an allow-list: nothing else reaches the build
     for arguments in arguments_of("COPY"):
-        assert f"!{arguments.split()[0]}" in lines
+        if not arguments.startswith("--from="):
+            assert f"!{arguments.split()[0]}" in lines

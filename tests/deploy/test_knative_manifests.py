@@ -247,6 +247,16 @@ def test_the_container_runs_as_non_root_without_privilege_escalation():
     assert context["capabilities"]["drop"] == ["ALL"]
 
 
+def test_the_root_filesystem_is_read_only_with_tmp_an_emptydir_the_service_declares():
+    assert the_container()["securityContext"]["readOnlyRootFilesystem"] is True
+    volumes = {volume["name"]: volume for volume in revision_spec()["volumes"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in the_container()["volumeMounts"]}
+    # /tmp is where the function's writes go (tests/deploy/test_container.py runs the image
+    # with only /tmp and /dev/shm writable); /dev/shm is the runtime's own tmpfs.
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    assert set(mounts.values()) <= set(volumes)
+
+
 # --- scaling and timing agree with the function's settings ---------------------------
 
 

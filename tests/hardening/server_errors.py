@@ -1,27 +1,32 @@
 """What a copy's log says when it answered a 500 or crashed on a request.
 
-The function logs every unhandled error at level error whatever LOG_LEVEL is, and the
-servers under it (functions-framework's middleware, uvicorn, gunicorn) log theirs to the
-same output; each copy in the tests writes its own log file.
+Every line a copy writes is one JSON object in one shape (function/logs.py): the
+function's own lines and those of gunicorn and uvicorn under it. The function logs every
+unhandled error at level error whatever LOG_LEVEL is; uvicorn ("Exception in ASGI
+application") and gunicorn (a worker that crashed, hung or was killed) log theirs at
+error or critical. A line that is not JSON was written around the logging (a crash's
+bare traceback) and counts too. Each copy in the tests writes its own log file.
 """
 
 from __future__ import annotations
 
-import re
+import json
 from pathlib import Path
 
-MARKERS = re.compile(
-    r'"message":"unhandled error"'        # the function's own catch-all (answered 500)
-    r"|Exception on /"                    # functions-framework's ASGI middleware (500)
-    r"|Exception in ASGI application"     # uvicorn (500, or a dropped connection)
-    r"|Worker \(pid:\d+\) was sent SIG"   # gunicorn: a worker crashed or hung
-    r"|WORKER TIMEOUT"
-)
+FAILURE_LEVELS = frozenset({"error", "critical"})
 
 
 def server_errors(text: str) -> list[str]:
-    """The lines of a log that show a 500 or a crash."""
-    return [line[:300] for line in text.splitlines() if MARKERS.search(line)]
+    """The lines of a log that show a 500, a crash, or output no logger wrote."""
+    return [line[:300] for line in text.splitlines() if line.strip() and not _is_routine(line)]
+
+
+def _is_routine(line: str) -> bool:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and record.get("level") not in FAILURE_LEVELS
 
 
 class LogWatch:
