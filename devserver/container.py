@@ -200,18 +200,6 @@ class ContainerCopy(FunctionCopy):
         if self.running:
             podman("kill", "--signal", str(int(signum)), self.name, check=False)
 
-    def stop(self, timeout_seconds: float = GRACE_SECONDS) -> int | None:
-        """SIGTERM, the grace period, then SIGKILL; the container's exit status, or None
-        when it had to be killed."""
-        self.signal(signal.SIGTERM)
-        if self.process is None:
-            return None
-        try:
-            return self.process.wait(timeout=timeout_seconds)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return None
-
     def kill(self) -> None:
         podman("kill", "--signal", "KILL", self.name, check=False)
         if self.process is not None:

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from conftest import ORDER, fresh_database
+from support import ORDER, fresh_database
 from devserver import container
 from devserver.container import ContainerCopy
 from devserver.waiting import wait_until
