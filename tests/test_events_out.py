@@ -404,9 +404,11 @@ def test_publishing_is_off_without_k_sink_and_its_settings_have_the_contracts_de
 
 
 def test_a_copy_with_malformed_overrides_does_not_start_and_says_which_variable(
-    base_env: dict[str, str], workdir: Path,
+    base_env: dict[str, str], tmp_path: Path,
 ) -> None:
-    log = workdir / f"bad-overrides-copy-{uuid.uuid4().hex[:6]}.log"
+    # Its own folder: a refused start is this test's expected result, not a crash for the
+    # module's log watch to report.
+    log = tmp_path / "bad-overrides-copy.log"
     copy = FunctionCopy({**base_env, "K_SINK": "http://127.0.0.1:9/", "K_CE_OVERRIDES": "{oops"}, log=log)
     copy.start(wait=False)
     assert copy.process is not None
