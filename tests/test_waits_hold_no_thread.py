@@ -23,6 +23,17 @@ def pool_users(client: Client) -> float:
     return metric(client, "orders_db_pool_connections_in_use") + metric(client, "orders_db_pool_waiting_requests")
 
 
+def creates_in_batches(client: Client) -> float:
+    """Creates taken into an INSERT so far (group commit: one connection may carry several)."""
+    return metric(client, "orders_insert_batch_creates_sum")
+
+
+def creates_at_postgres(client: Client) -> float:
+    """Creates queued for a connection, plus every create ever taken into a batch: with
+    PostgreSQL hung, the rise since a moment is the creates stuck there since then."""
+    return metric(client, "orders_db_pool_waiting_requests") + creates_in_batches(client)
+
+
 def worker_threads(copy) -> int:  # type: ignore[no-untyped-def]
     """Threads of the copy's gunicorn worker (its only child process)."""
     (worker,) = psutil.Process(copy.process.pid).children()
@@ -73,6 +84,7 @@ def test_with_postgresql_hung_replays_are_still_served_from_redis(
     client = Client(copy.url)
     finished = client.create(key="finished")
     stuck: list[requests.Response] = []
+    batched_before = creates_in_batches(client)
 
     postgres.pause()
     try:
@@ -81,7 +93,8 @@ def test_with_postgresql_hung_replays_are_still_served_from_redis(
                     for _ in range(2 * POOL_SIZE + 2)]
         for creator in creators:
             creator.start()
-        wait_until(lambda: pool_users(client) >= len(creators), what="every create at the pool", timeout_seconds=30)
+        wait_until(lambda: creates_at_postgres(client) - batched_before >= len(creators),
+                   what="every create at PostgreSQL", timeout_seconds=30)
         # Replays need only Redis: answered while PostgreSQL is still hung (the client
         # timeout is far below PostgreSQL's 30 s statement timeout).
         replays = [Client(copy.url).create(key="finished", timeout=5) for _ in range(20)]
