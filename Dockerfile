@@ -1,6 +1,6 @@
 # The orders function's image. Build it into minikube's node with
 #   minikube image build -t dev.local/orders:0.1.0 .
-# (docs/deploy-minikube.md); docs/image.md says how it is locked, built and checked.
+# (docs/deploying.md); docs/image.md says how it is locked, built and checked.
 # Everything the image needs is in this repository.
 #
 # Two stages: the first installs requirements-lock.txt (exact versions, every file's hash
