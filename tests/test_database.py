@@ -3,6 +3,8 @@ DatabaseUnavailable (a retry may work: 503) or DatabaseFailed (it will not)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from function.database import Database, DatabaseFailed, DatabaseUnavailable
@@ -39,3 +41,53 @@ async def test_a_postgresql_that_is_not_there_is_unavailable(postgres) -> None: 
 
     with pytest.raises(DatabaseUnavailable):
         await pool_on(nowhere).run(lambda session: session.run("SELECT 1"))
+
+
+def connections_named(postgres, name: str) -> int:  # type: ignore[no-untyped-def]
+    connection = postgres.connect()
+    try:
+        return int(connection.run(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name", name=name)[0][0])
+    finally:
+        connection.close()
+
+
+async def warm(database: Database, connections: int) -> None:
+    """`connections` pooled connections, each having served a statement."""
+    await asyncio.gather(*(database.run(lambda session: session.run("SELECT pg_sleep(0.2)"))
+                           for _ in range(connections)))
+
+
+async def test_after_a_restart_no_work_fails_on_any_of_the_connections_that_lived_through_it(
+    postgres,  # type: ignore[no-untyped-def]
+) -> None:
+    name = "pool-restart-test"
+    database = Database(parse_database_url(postgres.url + f"?application_name={name}"), pool_size=6,
+                        transaction_pooling=False, connect_timeout_seconds=2, statement_timeout_seconds=2)
+    await warm(database, 5)
+    assert connections_named(postgres, name) == 5
+
+    postgres.restart()
+    answers = [await database.run(lambda session: session.run("SELECT 1")) for _ in range(8)]
+
+    assert answers == [[[1]]] * 8  # not one DatabaseUnavailable: the first break retired all five
+    assert database.epoch == 1
+    assert connections_named(postgres, name) == 1  # one new connection served all eight
+
+
+async def test_a_connection_the_server_ended_is_tried_again_on_a_new_one_and_its_peers_retired(
+    postgres,  # type: ignore[no-untyped-def]
+) -> None:
+    name = "pool-terminate-test"
+    database = Database(parse_database_url(postgres.url + f"?application_name={name}"), pool_size=4,
+                        transaction_pooling=False, connect_timeout_seconds=2, statement_timeout_seconds=2)
+    await warm(database, 3)
+    admin = postgres.connect()
+    try:  # an operator's (or a failover manager's) pg_terminate_backend: FATAL 57P01 on next use
+        admin.run("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :n", n=name)
+    finally:
+        admin.close()
+
+    assert await database.run(lambda session: session.run("SELECT 1")) == [[1]]
+    assert await database.run(lambda session: session.run("SELECT 2")) == [[2]]
+    assert database.epoch == 1
