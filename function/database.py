@@ -108,12 +108,14 @@ class Session:
         self.connection.execute_simple("BEGIN; " + self._timeouts_sql)
         try:
             result = work(self)
-        except BaseException:
+        except DatabaseError:
             try:  # the connection is closed after a failure anyway; this only frees the server's
                 self.connection.execute_simple("ROLLBACK")
             except Exception:
                 pass
             raise
+        # Anything else (a dropped or silent connection, a timeout) gets no ROLLBACK: on a
+        # partitioned connection it would only wait out the socket timeout a second time.
         self.connection.execute_simple("COMMIT")
         return result
 
