@@ -319,10 +319,12 @@ def _close_quietly(connection: pg8000.native.Connection) -> None:
 
 
 def _timed_out(exc: BaseException) -> bool:
-    """A hung server, not a dropped connection: retrying would only double the wait."""
+    """A hung server, not a dropped connection: retrying would only double the wait.
+    The socket's own timeout has no errno; ETIMEDOUT from the kernel (keepalive or
+    retransmissions gave up) means the connection is dead, and a new one may work."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, TimeoutError):
+        if isinstance(seen, TimeoutError) and seen.errno is None:
             return True
         seen = seen.__cause__ or seen.__context__
     return False

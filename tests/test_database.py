@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
+import psutil
 import pytest
 
+from devserver.waiting import wait_until
+
 from function.database import Database, DatabaseFailed, DatabaseUnavailable
-from function.targets import parse_database_url
+from function.targets import Keepalive, parse_database_url
 
 pytestmark = pytest.mark.anyio  # the pool is the function's own async door to pg8000
 
@@ -91,3 +94,27 @@ async def test_a_connection_the_server_ended_is_tried_again_on_a_new_one_and_its
     assert await database.run(lambda session: session.run("SELECT 1")) == [[1]]
     assert await database.run(lambda session: session.run("SELECT 2")) == [[2]]
     assert database.epoch == 1
+
+
+def established_to(port: int) -> int:
+    """This process's established TCP connections to `port`."""
+    return sum(1 for connection in psutil.Process().net_connections(kind="tcp")
+               if connection.raddr and connection.raddr.port == port and connection.status == psutil.CONN_ESTABLISHED)
+
+
+async def test_tcp_keepalive_finds_idle_connections_whose_peer_went_silent_and_the_pool_replaces_them(
+    postgres, network_faults,  # type: ignore[no-untyped-def]
+) -> None:
+    quick = Database(parse_database_url(postgres.url), pool_size=3, transaction_pooling=False,
+                     connect_timeout_seconds=2, statement_timeout_seconds=2, keepalive=Keepalive(1, 1, 2))
+    await warm(quick, 3)
+    before = established_to(postgres.port)
+
+    # The peer vanishes without a reset (a failover moved the address): the kernel's
+    # probes go unanswered and it gives the idle connections up, before any request.
+    with network_faults.black_holed(postgres.port):
+        wait_until(lambda: established_to(postgres.port) <= before - 3, what="the kernel to give up 3 connections",
+                   timeout_seconds=30, poll_seconds=0.1)
+
+    assert await quick.run(lambda session: session.run("SELECT 1")) == [[1]]  # a new connection serves
+    assert quick.epoch == 1
