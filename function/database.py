@@ -49,6 +49,8 @@ _CONNECTION_ENDED_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P05", "25
 LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout
 NOT_ANSWERING = "PostgreSQL did not answer in time; nothing was written, retry with the same key"
 ALL_BUSY = "every PostgreSQL connection of this copy stayed busy; retry with the same key"
+CANNOT_WRITE = "PostgreSQL cannot take writes now (read-only or out of disk); nothing was written, retry with the same key"
+_CANNOT_WRITE_SQLSTATES = frozenset({"25006", "53100"})  # read-only transaction, disk full
 
 
 class DatabaseUnavailable(Exception):
@@ -296,6 +298,8 @@ class Database:
 
 def _ours(exc: DatabaseError) -> DatabaseUnavailable | DatabaseFailed:
     code = sqlstate(exc)
+    if code in _CANNOT_WRITE_SQLSTATES:
+        return DatabaseUnavailable(CANNOT_WRITE)
     if code.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES):
         return DatabaseUnavailable(NOT_ANSWERING, blocked_by_lock=code == LOCK_NOT_AVAILABLE)
     return DatabaseFailed(code)

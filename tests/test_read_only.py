@@ -52,7 +52,7 @@ def assert_writes_refused_and_resumed(client: Client, database: Database, redis_
         claims_left = [key for key in redis_server.client().keys("idem:v1:*")]
 
     for answer in refused:  # never a 500: PostgreSQL cannot take the order now
-        assert_problem(answer, 503, "retry")
+        assert_problem(answer, 503, "cannot take writes", "retry")
         assert int(answer.headers["Retry-After"]) >= 1
     assert listed.status_code == 200 and [o["orderId"] for o in listed.json()["orders"]] == [before.json()["orderId"]]
     assert fetched.status_code == 200
