@@ -1,17 +1,22 @@
 """The pool's errors are the store's own: whatever pg8000 raises leaves database.py as
-DatabaseUnavailable (a retry may work: 503) or DatabaseFailed (it will not)."""
+DatabaseUnavailable (a retry may work: 503) or DatabaseFailed (it will not). A break
+retires every connection of its time; TCP keepalive finds a silent peer; the migration's
+connection waits out its own bound, not the connect timeout."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 
+import pg8000.native
 import psutil
 import pytest
 
 from devserver.waiting import wait_until
 
 from function.database import Database, DatabaseFailed, DatabaseUnavailable
-from function.targets import Keepalive, parse_database_url
+from function.migrate import ADVISORY_LOCK_ID, apply_migrations
+from function.targets import Keepalive, connect_kwargs, parse_database_url
 
 pytestmark = pytest.mark.anyio  # the pool is the function's own async door to pg8000
 
@@ -118,3 +123,20 @@ async def test_tcp_keepalive_finds_idle_connections_whose_peer_went_silent_and_t
 
     assert await quick.run(lambda session: session.run("SELECT 1")) == [[1]]  # a new connection serves
     assert quick.epoch == 1
+
+
+def test_a_migration_waits_for_another_copys_lock_longer_than_its_connect_timeout(postgres) -> None:  # type: ignore[no-untyped-def]
+    holder = postgres.connect()
+    holder.run("BEGIN")
+    holder.run("SELECT pg_advisory_xact_lock(:lock)", lock=ADVISORY_LOCK_ID)
+    release = threading.Timer(2.0, lambda: (holder.run("COMMIT"), holder.close()))
+    release.start()
+    # The connect timeout (0.5 s) stays pg8000's socket timeout afterwards: a migration
+    # reading on it would die half-way through its lock wait.
+    connection = pg8000.native.Connection(**connect_kwargs(parse_database_url(postgres.url), 0.5))
+    try:
+        assert apply_migrations(connection, timeout_seconds=30) == []  # waited, then found it up to date
+        assert connection.run("SELECT 1") == [[1]]
+    finally:
+        release.join()
+        connection.close()
