@@ -9,12 +9,16 @@ DATABASE_CONNECT_TIMEOUT_SECONDS=2, DATABASE_STATEMENT_TIMEOUT_SECONDS=2, REDIS_
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 import threading
 import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import psutil
 import pytest
 import requests
 
@@ -216,3 +220,43 @@ def test_the_sink_black_holed_loses_no_event_bounds_every_post_and_publishing_re
                    timeout_seconds=30)
     finally:
         sink.stop()
+
+
+def test_a_copys_connections_to_postgresql_redis_and_the_sink_carry_the_configured_keepalive(
+    start_copies, db: Database, postgres, redis_server, workdir,
+) -> None:  # type: ignore[no-untyped-def]
+    """So an idle connection whose peer vanished without a reset is found within
+    idle + interval x probes, not the system's two hours (`ss` shows each socket's timer)."""
+    if shutil.which("ss") is None:
+        pytest.skip("ss is not installed; install it with: apt-get install -y iproute2")
+    sink = EventSink(workdir / "keepalive-sink").start()
+    try:
+        (copy,) = start_copies(1, K_SINK=sink.url, TCP_KEEPALIVE_IDLE_SECONDS="100")
+        created = Client(copy.url).create()
+        assert created.status_code == 201
+        sink.wait_for({created.json()["orderId"]}, timeout_seconds=30)
+
+        timers = keepalive_timers(copy)
+        for port in (postgres.port, redis_server.port, sink.port):
+            assert timers.get(port), f"no connection to port {port} with a keepalive timer: {timers}"
+            # The setting, not the default (30 s) nor the system's 7200 s; a few seconds have passed.
+            assert all(60 < seconds <= 100 for seconds in timers[port]), timers
+    finally:
+        sink.stop()
+
+
+def keepalive_timers(copy) -> dict[int, list[float]]:  # type: ignore[no-untyped-def]
+    """Remote port -> seconds left on each keepalive timer of the copy's established connections."""
+    processes = [psutil.Process(copy.process.pid), *psutil.Process(copy.process.pid).children(recursive=True)]
+    local_ports = {connection.laddr.port for process in processes
+                   for connection in process.net_connections(kind="tcp") if connection.raddr}
+    listing = subprocess.run(["ss", "-tnoH", "state", "established"], capture_output=True, text=True, check=True)
+    timers: dict[int, list[float]] = defaultdict(list)
+    for line in listing.stdout.splitlines():
+        fields = line.split()
+        local, remote = fields[2], fields[3]
+        found = re.search(r"timer:\(keepalive,([\d.]+)(ms|sec|min)", line)
+        if int(local.rsplit(":", 1)[1]) in local_ports and found:
+            value, unit = float(found.group(1)), found.group(2)
+            timers[int(remote.rsplit(":", 1)[1])].append(value * {"ms": 0.001, "sec": 1, "min": 60}[unit])
+    return timers
