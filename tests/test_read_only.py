@@ -6,7 +6,7 @@ a transaction-mode PgBouncer."""
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -40,12 +40,18 @@ def _set_read_only(postgres: PostgresServer, on: bool) -> None:
         admin.close()
 
 
-def assert_writes_refused_and_resumed(client: Client, database: Database, redis_server, postgres) -> None:  # type: ignore[no-untyped-def]
+def assert_writes_refused_and_resumed(
+    client: Client, database: Database, redis_server, postgres, backends: Callable[[], set[int]] = set,  # type: ignore[no-untyped-def]
+) -> None:
     before = client.create(key="before")
     assert before.status_code == 201
+    serving_before = backends()
 
     with read_only(postgres):
         refused = [client.create(key=f"while-read-only-{n}") for n in range(3)]
+        # The connections that met the read-only server are given up, with their generation:
+        # a new one is what could reach a new primary after a failover.
+        assert serving_before & backends() == set()
         listed = client.get("/orders")
         fetched = client.get(before.headers["Location"])
         replayed = client.create(key="before")
@@ -70,9 +76,13 @@ def assert_writes_refused_and_resumed(client: Client, database: Database, redis_
 def test_a_read_only_postgresql_is_a_503_that_leaves_nothing_and_writes_resume_by_themselves(
     start_copies, db: Database, postgres, redis_server,
 ) -> None:  # type: ignore[no-untyped-def]
-    (copy,) = start_copies(1)
+    name = "read-only-copy"
+    (copy,) = start_copies(1, DATABASE_URL=f"{postgres.url}?application_name={name}")
 
-    assert_writes_refused_and_resumed(Client(copy.url), db, redis_server, postgres)
+    def backends() -> set[int]:
+        return {row[0] for row in db.execute("SELECT pid FROM pg_stat_activity WHERE application_name = :n", n=name)}
+
+    assert_writes_refused_and_resumed(Client(copy.url), db, redis_server, postgres, backends)
 
 
 def test_a_read_only_postgresql_behind_a_transaction_mode_pgbouncer_is_a_503_too(
