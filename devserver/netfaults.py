@@ -12,7 +12,8 @@ possible, both on loopback and both as root:
 All rules live in one table of our own (`inet orders_faults_<pid>`), one chain per port,
 hooked on output (loopback traffic passes it in both directions). Nothing else in the
 ruleset is touched. Healing deletes a port's chain; `close` deletes the table, and runs at
-exit too, so no rule outlives the process that made it, whatever failed.
+exit too, so no rule outlives the process that made it, whatever failed; a table left by a
+process killed outright (no atexit) is deleted by the next one that makes faults.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 from typing import Iterator
 
 INSTALL_HINT = "apt-get install -y nftables"
 FAMILY = "inet"
+TABLE_PREFIX = "orders_faults_"
 # Before the usual filter chains (priority 0), so a local accept rule cannot let a fault through.
 PRIORITY = -10
 
@@ -41,7 +44,7 @@ def unavailable_reason() -> str | None:
         return f"nft is not installed; install it with: {INSTALL_HINT}"
     if os.geteuid() != 0:
         return "network faults need root (nftables rules on loopback)"
-    probe = NetworkFaults(table=f"orders_faults_probe_{os.getpid()}")
+    probe = NetworkFaults(table=f"{TABLE_PREFIX}probe_{os.getpid()}")
     try:
         probe.black_hole(1)
     except subprocess.CalledProcessError as exc:
@@ -59,9 +62,10 @@ class NetworkFaults:
         if binary is None:
             raise RuntimeError(f"nft is not installed: {INSTALL_HINT}")
         self._nft = binary
-        self.table = table or f"orders_faults_{os.getpid()}"
+        self.table = table or f"{TABLE_PREFIX}{os.getpid()}"
         self._ports: dict[int, str] = {}  # port -> the fault on it ("black hole" or "reset")
         self._made = False
+        _remove_orphans(binary)
         atexit.register(self.close)
 
     def __enter__(self) -> NetworkFaults:
@@ -111,6 +115,7 @@ class NetworkFaults:
     def close(self) -> None:
         """Every rule gone: the table and its chains are deleted (idempotent)."""
         self._ports.clear()
+        atexit.unregister(self.close)
         if self._made:
             self._made = False
             subprocess.run([self._nft, "delete", "table", FAMILY, self.table],
@@ -135,3 +140,23 @@ class NetworkFaults:
 
 def _chain(port: int) -> str:
     return f"port_{port}"
+
+
+def _remove_orphans(nft: str) -> None:
+    """Tables left by a process that was killed before it could delete its own (SIGKILL
+    skips atexit): their rules would partition a port for good."""
+    listing = subprocess.run([nft, "list", "tables", FAMILY], capture_output=True, text=True, check=False)
+    for pid in re.findall(rf"^table {FAMILY} {TABLE_PREFIX}(?:probe_)?(\d+)$", listing.stdout, re.MULTILINE):
+        if not _alive(int(pid)):
+            for name in (f"{TABLE_PREFIX}{pid}", f"{TABLE_PREFIX}probe_{pid}"):
+                subprocess.run([nft, "delete", "table", FAMILY, name], capture_output=True, check=False)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
