@@ -31,7 +31,7 @@ from . import records
 from . import metrics
 from .outcomes import RedisFailure
 from .records import Claimed, Done, InFlight, Record
-from .targets import RedisTarget
+from .targets import Keepalive, RedisTarget
 from .tracing import redis_span
 
 if TYPE_CHECKING:
@@ -116,7 +116,10 @@ class CacheUnavailable(Exception):
 
 
 class ClaimStore:
-    def __init__(self, target: RedisTarget, *, timeout_seconds: float, tracing: Tracing | None = None) -> None:
+    def __init__(
+        self, target: RedisTarget, *, timeout_seconds: float, tracing: Tracing | None = None,
+        keepalive: Keepalive | None = None,
+    ) -> None:
         options: dict[str, Any] = {
             # No socket_timeout: redis-py runs every write under asyncio.wait_for, a new
             # task per command. `_call` bounds the whole call with one asyncio.timeout.
@@ -126,6 +129,7 @@ class ClaimStore:
             # fresh one; a timeout never is: that would multiply the wait on a hung Redis.
             "retry": Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
             "health_check_interval": 30,
+            **(keepalive.redis_options() if keepalive is not None else {}),  # an idle peer that vanished
         }
         self._client: redis.asyncio.Redis
         if target.sentinels is None:

@@ -6,6 +6,12 @@ awaits a semaphore instead of holding a thread. A slow PostgreSQL therefore fill
 queue, never the event loop, and replays served from Redis go on meanwhile.
 SQLSTATE codes are read here and nowhere else; callers see `DatabaseUnavailable` (a
 retry may succeed: a 503) or `DatabaseFailed` (it will not), never a pg8000 error.
+
+A break makes every connection of its time suspect: a restart, a failover or a partition
+breaks them all at once, not one. So the pool counts breaks (its *epoch*), stamps each
+connection with the epoch it was born in, and closes an idle connection older than the
+last break when it comes out of the pool, before it serves anything; the work that met
+the break is tried once more, on a new connection. No round trip per checkout.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import contextvars
 import functools
 import queue
 import struct
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable, TypeVar
@@ -24,17 +31,26 @@ import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
 from . import metrics
-from .targets import DatabaseTarget, connect_kwargs
+from .targets import DatabaseTarget, Keepalive, connect_kwargs
 
 T = TypeVar("T")
 
 # Server states a retry can outlive: connection failures, shutdown, too many clients,
-# a statement or lock timeout, and a schema not applied yet (AUTO_MIGRATE=false before
-# `python -m function.migrate` has run).
-_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57", "55P03", "40P01", "40001", "42P01")
+# a full disk, a statement or lock timeout, a read-only server (a demoted primary, an
+# operator's default_transaction_read_only), and a schema not applied yet
+# (AUTO_MIGRATE=false before `python -m function.migrate` has run).
+_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57", "55P03", "40P01", "40001", "42P01", "25006")
+# The connection, not the work, is at fault: the server ended the session (shut down,
+# crashed, not accepting connections, an idle session or idle transaction timed out), or
+# the server behind it cannot write (a failover demoted it; a new connection may reach
+# the new primary). Nothing of the work was committed; it is tried once more on a new
+# connection, and every idle connection as old as this one is given up.
+_CONNECTION_ENDED_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P05", "25P03", "25006"})
 LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout
 NOT_ANSWERING = "PostgreSQL did not answer in time; nothing was written, retry with the same key"
 ALL_BUSY = "every PostgreSQL connection of this copy stayed busy; retry with the same key"
+CANNOT_WRITE = "PostgreSQL cannot take writes now (read-only or out of disk); nothing was written, retry with the same key"
+_CANNOT_WRITE_SQLSTATES = frozenset({"25006", "53100"})  # read-only transaction, disk full
 
 
 class DatabaseUnavailable(Exception):
@@ -67,8 +83,11 @@ class Session:
     transaction carrying its own timeouts (SET LOCAL), with unnamed statements only.
     """
 
-    def __init__(self, connection: pg8000.native.Connection, *, transaction_pooling: bool, timeouts_sql: str) -> None:
+    def __init__(
+        self, connection: pg8000.native.Connection, *, transaction_pooling: bool, timeouts_sql: str, epoch: int = 0,
+    ) -> None:
         self.connection = connection
+        self.epoch = epoch  # the pool's break count when it was made (Database.epoch)
         self._transaction_pooling = transaction_pooling
         self._timeouts_sql = timeouts_sql
         self._prepared: dict[str, Any] = {}
@@ -91,12 +110,14 @@ class Session:
         self.connection.execute_simple("BEGIN; " + self._timeouts_sql)
         try:
             result = work(self)
-        except BaseException:
+        except DatabaseError:
             try:  # the connection is closed after a failure anyway; this only frees the server's
                 self.connection.execute_simple("ROLLBACK")
             except Exception:
                 pass
             raise
+        # Anything else (a dropped or silent connection, a timeout) gets no ROLLBACK: on a
+        # partitioned connection it would only wait out the socket timeout a second time.
         self.connection.execute_simple("COMMIT")
         return result
 
@@ -120,8 +141,10 @@ class Database:
         connect_timeout_seconds: float,
         statement_timeout_seconds: float,
         before_first_query: Callable[[pg8000.native.Connection], object] | None = None,
+        keepalive: Keepalive | None = Keepalive(),
     ) -> None:
         self._kwargs = connect_kwargs(target, connect_timeout_seconds)
+        self._keepalive = keepalive
         timeout_ms = int(statement_timeout_seconds * 1000)
         # A little shorter, so a row blocked by another transaction's lock ends as a lock
         # timeout (55P03), told apart from a slow server (57014, statement_timeout).
@@ -140,6 +163,8 @@ class Database:
         self._slots = asyncio.Semaphore(pool_size)
         self._threads = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="pg8000")
         self._idle: queue.LifoQueue[Session] = queue.LifoQueue()
+        self._epoch = 0
+        self._epoch_lock = threading.Lock()
         self._before_first_query = before_first_query
         metrics.DB_POOL_MAX.set(pool_size)
 
@@ -184,46 +209,82 @@ class Database:
         return self._wait_seconds
 
     def _run_blocking(self, work: Callable[[Session], T]) -> T:
-        """A pooled connection that PostgreSQL dropped (a restart, an idle kill) fails on
-        first use; that one case is tried once more on a fresh connection, so clients do
-        not see a 503 per stale connection after a database restart."""
+        """A pooled connection that a restart, failover or partition broke fails on first
+        use; that work is tried once more on a new connection, and the idle connections
+        as old as the broken one are given up (`_take`), so clients see no 503 per stale
+        connection once PostgreSQL answers again."""
         for attempt in (1, 2):
-            session, reused = self._take()
+            session, reused = self._take(fresh=attempt == 2)
             try:
                 result = session.unit(work)
             except (InterfaceError, OSError, struct.error) as exc:
                 _close_quietly(session.connection)
+                self._broken(session)
                 if attempt == 1 and reused and not _timed_out(exc):
                     continue
                 raise DatabaseUnavailable(NOT_ANSWERING) from exc
             except DatabaseError as exc:
                 _close_quietly(session.connection)
+                if _connection_ended(exc):
+                    self._broken(session)
+                    if attempt == 1 and reused:
+                        continue
                 raise _ours(exc) from exc
             except BaseException:
                 _close_quietly(session.connection)
                 raise
-            self._idle.put(session)
+            self._give_back(session)
             return result
         raise AssertionError("unreachable")
 
-    def _take(self) -> tuple[Session, bool]:
-        try:
-            return self._idle.get_nowait(), True
-        except queue.Empty:
-            pass
+    @property
+    def epoch(self) -> int:
+        """How many breaks this pool has seen; a connection born before the last is suspect."""
+        return self._epoch
+
+    def _broken(self, session: Session) -> None:
+        """`session` met a break. If it was made since the last one, this is news: every
+        connection made until now is suspect. An older one failing says nothing of newer
+        connections (they were made after the break it belongs to)."""
+        with self._epoch_lock:
+            if session.epoch == self._epoch:
+                self._epoch += 1
+
+    def _give_back(self, session: Session) -> None:
+        if session.epoch < self._epoch:  # it was busy when a break was found: suspect too
+            _close_quietly(session.connection)
+        else:
+            self._idle.put(session)
+
+    def _take(self, *, fresh: bool = False) -> tuple[Session, bool]:
+        """An idle connection made since the last break (older ones are closed on the way),
+        or a new one; `fresh`: always a new one."""
+        while not fresh:
+            try:
+                session = self._idle.get_nowait()
+            except queue.Empty:
+                break
+            if session.epoch == self._epoch:
+                return session, True
+            _close_quietly(session.connection)
+        epoch = self._epoch  # read before connecting: a break found meanwhile makes it suspect
         try:
             connection = self._connect()
         except (InterfaceError, OSError, struct.error) as exc:
             raise DatabaseUnavailable(NOT_ANSWERING) from exc
         except DatabaseError as exc:
             raise _ours(exc) from exc
-        return Session(connection, transaction_pooling=self._transaction_pooling, timeouts_sql=self._timeouts_sql), False
+        session = Session(connection, transaction_pooling=self._transaction_pooling,
+                          timeouts_sql=self._timeouts_sql, epoch=epoch)
+        return session, False
 
     def _connect(self) -> pg8000.native.Connection:
         connection = pg8000.native.Connection(**self._kwargs)
         raw_socket = getattr(connection, "_usock", None)
         if raw_socket is not None:
             raw_socket.settimeout(self._socket_timeout)
+            if self._keepalive is not None:
+                self._keepalive.apply(raw_socket)
         hook = self._before_first_query
         if hook is not None:  # threads race here only until the first one succeeds
             try:
@@ -237,9 +298,16 @@ class Database:
 
 def _ours(exc: DatabaseError) -> DatabaseUnavailable | DatabaseFailed:
     code = sqlstate(exc)
+    if code in _CANNOT_WRITE_SQLSTATES:
+        return DatabaseUnavailable(CANNOT_WRITE)
     if code.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES):
         return DatabaseUnavailable(NOT_ANSWERING, blocked_by_lock=code == LOCK_NOT_AVAILABLE)
     return DatabaseFailed(code)
+
+
+def _connection_ended(exc: DatabaseError) -> bool:
+    code = sqlstate(exc)
+    return code in _CONNECTION_ENDED_SQLSTATES or code.startswith("08")
 
 
 def sqlstate(exc: DatabaseError) -> str:
@@ -255,10 +323,12 @@ def _close_quietly(connection: pg8000.native.Connection) -> None:
 
 
 def _timed_out(exc: BaseException) -> bool:
-    """A hung server, not a dropped connection: retrying would only double the wait."""
+    """A hung server, not a dropped connection: retrying would only double the wait.
+    The socket's own timeout has no errno; ETIMEDOUT from the kernel (keepalive or
+    retransmissions gave up) means the connection is dead, and a new one may work."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, TimeoutError):
+        if isinstance(seen, TimeoutError) and seen.errno is None:
             return True
         seen = seen.__cause__ or seen.__context__
     return False

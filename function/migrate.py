@@ -6,9 +6,11 @@ Run as `python -m function.migrate` (reads DATABASE_URL), or on start-up (AUTO_M
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pg8000.native
 
@@ -28,6 +30,28 @@ def apply_migrations(connection: pg8000.native.Connection, timeout_seconds: floa
     transaction-mode PgBouncer; the timeouts are SET LOCAL for the same reason, and
     replace whatever request timeouts the connection was opened with.
     """
+    with _socket_timeout(connection, timeout_seconds + 1.0):
+        return _apply(connection, timeout_seconds)
+
+
+@contextlib.contextmanager
+def _socket_timeout(connection: pg8000.native.Connection, seconds: float) -> Iterator[None]:
+    """pg8000 keeps its connect timeout as the socket's timeout for every read: a lock
+    wait longer than that would end as a dead connection, not a lock timeout. The
+    migration's own bound holds for its connection meanwhile, then the old one again."""
+    raw_socket = getattr(connection, "_usock", None)
+    if raw_socket is None:
+        yield
+        return
+    before = raw_socket.gettimeout()
+    raw_socket.settimeout(seconds)
+    try:
+        yield
+    finally:
+        raw_socket.settimeout(before)
+
+
+def _apply(connection: pg8000.native.Connection, timeout_seconds: float) -> list[str]:
     timeout_ms = int(timeout_seconds * 1000)
     connection.execute_simple(
         f"BEGIN; SET LOCAL lock_timeout = {timeout_ms}; SET LOCAL statement_timeout = {timeout_ms}"

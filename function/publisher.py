@@ -10,13 +10,16 @@ orders.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterable
+from typing import Any
 
 import aiohttp
 
 from .order_events import created_event_headers
 from .orders import Order
 from .outcomes import PublishFailure
+from .targets import Keepalive
 
 # Connections kept to the sink: a sweep's batch and the publishes right after commits
 # share them; more POSTs at once wait for one (inside their timeout).
@@ -27,8 +30,12 @@ class Publisher:
     """One per worker process; its session is made on first use, on the loop that uses
     it (an aiohttp session belongs to one loop)."""
 
-    def __init__(self, sink: str, extensions: Iterable[tuple[str, str]], timeout_seconds: float) -> None:
+    def __init__(
+        self, sink: str, extensions: Iterable[tuple[str, str]], timeout_seconds: float,
+        keepalive: Keepalive | None = Keepalive(),
+    ) -> None:
         self._sink = sink
+        self._keepalive = keepalive
         self._extensions = tuple(extensions)
         self._timeout_seconds = timeout_seconds
         self._session: aiohttp.ClientSession | None = None
@@ -36,11 +43,20 @@ class Publisher:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, socket_factory=self._socket),
                 cookie_jar=aiohttp.DummyCookieJar(),  # a sink's cookies mean nothing to us
                 trust_env=False,  # K_SINK is the address; no proxy variable reroutes events
             )
         return self._session
+
+    def _socket(self, address: Any) -> socket.socket:
+        """A kept-alive connection to a sink that vanished without a reset is found dead
+        by TCP keepalive, not by the POST that next waits on it."""
+        family, kind, protocol = address[0], address[1], address[2]
+        sock = socket.socket(family, kind, protocol)
+        if self._keepalive is not None:
+            self._keepalive.apply(sock)
+        return sock
 
     async def post(self, order: Order, extra_headers: dict[str, str] | None = None) -> PublishFailure | None:
         """The event of `order` sent once: None when the sink answered 2xx."""

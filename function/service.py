@@ -73,13 +73,15 @@ def _build(settings: Settings, schema_applied: bool) -> Service:
         transaction_pooling=settings.database_pooling == "transaction",
         connect_timeout_seconds=settings.database_connect_timeout_seconds,
         statement_timeout_seconds=settings.database_statement_timeout_seconds,
+        keepalive=settings.keepalive,
         before_first_query=(
             (lambda connection: migrate.apply_migrations(connection, settings.migration_timeout_seconds))
             if pending else None
         ),
     )
     tracing = Tracing(settings.database) if settings.tracing else None
-    claims = ClaimStore(settings.redis, timeout_seconds=settings.redis_timeout_seconds, tracing=tracing)
+    claims = ClaimStore(settings.redis, timeout_seconds=settings.redis_timeout_seconds, tracing=tracing,
+                        keepalive=settings.keepalive)
     in_flight = batches_in_flight(settings)
     if settings.k_sink is None:
         orders = OrderStore(database, tracing, batch_max=settings.database_batch_max, batches_in_flight=in_flight)
@@ -101,7 +103,7 @@ def _announcing_orders(
 
     relay = Relay(
         OutboxStore(database, settings.outbox_retry_seconds),
-        Publisher(sink, settings.k_ce_overrides, POST_TIMEOUT_SECONDS),
+        Publisher(sink, settings.k_ce_overrides, POST_TIMEOUT_SECONDS, settings.keepalive),
         settings.outbox_retry_seconds, tracing,
     )
     orders = OrderStore(

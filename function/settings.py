@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, TypeVar
 from urllib.parse import urlsplit
 
-from .targets import DatabaseTarget, RedisTarget, TargetError, parse_database_url, parse_redis_url
+from .targets import DatabaseTarget, Keepalive, RedisTarget, TargetError, parse_database_url, parse_redis_url
 
 T = TypeVar("T")
 
@@ -80,6 +80,16 @@ class Settings:
     k_sink: str | None = field(default=None, repr=False)  # may carry credentials
     k_ce_overrides: tuple[tuple[str, str], ...] = ()  # extensions added to every event
     outbox_retry_seconds: float = 5.0
+    # TCP keepalive on the PostgreSQL, Redis and sink connections (targets.Keepalive): an
+    # idle connection whose peer vanished without a reset is found dead within
+    # idle + interval x probes (60 s by default), not the system's two hours.
+    tcp_keepalive_idle_seconds: int = 30
+    tcp_keepalive_interval_seconds: int = 10
+    tcp_keepalive_probes: int = 3
+
+    @property
+    def keepalive(self) -> Keepalive:
+        return Keepalive(self.tcp_keepalive_idle_seconds, self.tcp_keepalive_interval_seconds, self.tcp_keepalive_probes)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -117,6 +127,9 @@ class Settings:
             k_sink=_sink(env),
             k_ce_overrides=_overrides(env),
             outbox_retry_seconds=_number(env, "OUTBOX_RETRY_SECONDS", float, 5.0, 0.1),
+            tcp_keepalive_idle_seconds=_number(env, "TCP_KEEPALIVE_IDLE_SECONDS", int, 30, 1, maximum=32_767),
+            tcp_keepalive_interval_seconds=_number(env, "TCP_KEEPALIVE_INTERVAL_SECONDS", int, 10, 1, maximum=32_767),
+            tcp_keepalive_probes=_number(env, "TCP_KEEPALIVE_PROBES", int, 3, 1, maximum=127),
         )
 
 

@@ -6,6 +6,7 @@ start-up naming the part at fault; errors here never quote the URL: it holds a p
 
 from __future__ import annotations
 
+import socket
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,3 +151,28 @@ def connect_kwargs(target: DatabaseTarget, connect_timeout_seconds: float) -> di
         "port": target.port, "database": target.database, "ssl_context": ssl_context,
         "timeout": connect_timeout_seconds, "application_name": target.application_name,
     }
+
+
+@dataclass(frozen=True)
+class Keepalive:
+    """TCP keepalive for the PostgreSQL, Redis and sink connections: an idle connection
+    whose peer vanished without a reset (a failover that moved the address, a host gone)
+    is found dead after `idle_seconds + interval_seconds * probes`, by the kernel, before a
+    request waits on it. The system's default waits two hours before the first probe."""
+
+    idle_seconds: int = 30
+    interval_seconds: int = 10
+    probes: int = 3
+
+    def socket_options(self) -> dict[int, int]:
+        """Per-socket options (level IPPROTO_TCP), as redis-py's `socket_keepalive_options` takes them."""
+        return {socket.TCP_KEEPIDLE: self.idle_seconds, socket.TCP_KEEPINTVL: self.interval_seconds,
+                socket.TCP_KEEPCNT: self.probes}
+
+    def apply(self, sock: socket.socket) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for option, value in self.socket_options().items():
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+    def redis_options(self) -> dict[str, Any]:
+        return {"socket_keepalive": True, "socket_keepalive_options": self.socket_options()}

@@ -1,5 +1,10 @@
 """One soak run: the stack, the traffic, the faults at fixed points of the run, samples
-along the way, then the audit."""
+along the way, then the audit.
+
+The nemesis: Redis restarted empty, a copy killed, and where nftables can be used
+(devserver/netfaults.py) partitions and resets between the copies and their stores:
+PostgreSQL black-holed and reset, Redis reset and black-holed. The audit is the same.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from devserver import netfaults
 from devserver.stack import LocalStack
 from devserver.copies import FunctionCopy
 
@@ -18,6 +24,18 @@ from .workload import Workload
 # Where in the run each fault falls: late enough that there is state to lose, early
 # enough that the run goes on long after it.
 REDIS_RESTART_AT, COPY_KILL_AT = 0.35, 0.55
+# The partitions, between and after those, each held for a few seconds: long enough that
+# requests under way wait out their timeouts, short enough that the clients' retries
+# outlast it (workload.RETRY_GIVE_UP_SECONDS).
+POSTGRES_BLACK_HOLE_AT, REDIS_RESET_AT, POSTGRES_RESET_AT, REDIS_BLACK_HOLE_AT = 0.15, 0.25, 0.45, 0.7
+POSTGRES_BLACK_HOLE_SECONDS, REDIS_BLACK_HOLE_SECONDS, RESET_SECONDS = 3.0, 2.0, 1.0
+# PostgreSQL's own TCP keepalive in the soak: a backend whose client connection a reset
+# or partition tore down on the client's side only is ended within idle + interval x count
+# (8 s), longer than any black hole here (a live connection is never cut for silence).
+SERVER_KEEPALIVE = {"tcp_keepalives_idle": 5, "tcp_keepalives_interval": 1, "tcp_keepalives_count": 3}
+# Connection samples wait this long after a PostgreSQL partition or reset: until then the
+# server may still count backends whose clients are gone.
+SETTLE_SECONDS = 10.0
 SAMPLE_EVERY_SECONDS = 5.0  # and the first sample after this much traffic, once pools have filled
 
 
@@ -29,6 +47,8 @@ class SoakPlan:
     # Short, so the audit's wait for the killed copy's claims is short too.
     lease_seconds: int = 3
     seed: int = 1
+    # Partitions and resets in the nemesis (skipped, and said so, where nft or root is missing).
+    partitions: bool = True
 
 
 @dataclass
@@ -52,17 +72,26 @@ def run_soak(plan: SoakPlan, say: Callable[[str], None] = print) -> SoakReport:
         started = time.monotonic()
         faults = [(REDIS_RESTART_AT, "restart Redis", lambda: _restart_redis(stack)),
                   (COPY_KILL_AT, "kill a copy and start another", lambda: _replace_a_copy(stack, copies, live))]
+        network = _network_faults(stack, say) if plan.partitions else None
+        if network is not None:
+            faults = sorted(faults + _partitions(stack, network))
         workload.start()
         next_sample = SAMPLE_EVERY_SECONDS  # the first once the pools have filled: a baseline
-        while (elapsed := time.monotonic() - started) < plan.seconds:
-            if faults and elapsed >= faults[0][0] * plan.seconds:
-                _, name, fault = faults.pop(0)
-                say(f"  {elapsed:5.1f} s  {name}")
-                events.append(f"{elapsed:.1f} s: {name}: {fault()}")
-            if elapsed >= next_sample:
-                samples.append(take_sample(elapsed, {name: copies[name] for name in live}, stack))
-                next_sample += SAMPLE_EVERY_SECONDS
-            time.sleep(0.1)
+        try:
+            while (elapsed := time.monotonic() - started) < plan.seconds:
+                if faults and elapsed >= faults[0][0] * plan.seconds:
+                    _, name, fault = faults.pop(0)
+                    say(f"  {elapsed:5.1f} s  {name}")
+                    events.append(f"{elapsed:.1f} s: {name}: {fault()}")
+                    if "PostgreSQL" in name:
+                        next_sample = max(next_sample, time.monotonic() - started + SETTLE_SECONDS)
+                if elapsed >= next_sample:
+                    samples.append(take_sample(elapsed, {name: copies[name] for name in live}, stack))
+                    next_sample += SAMPLE_EVERY_SECONDS
+                time.sleep(0.1)
+        finally:
+            if network is not None:
+                network.close()  # no rule outlives the run, whatever failed
         workload.stop()
         samples.append(take_sample(time.monotonic() - started, {name: copies[name] for name in live}, stack))
         say("  traffic stopped; auditing")
@@ -85,3 +114,39 @@ def _replace_a_copy(stack: LocalStack, copies: dict[str, FunctionCopy], live: li
     copies[name] = replacement
     live.append(name)
     return f"{doomed} killed with SIGKILL, {name} serving"
+
+
+def _network_faults(stack: LocalStack, say: Callable[[str], None]) -> netfaults.NetworkFaults | None:
+    reason = netfaults.unavailable_reason()
+    if reason is not None:
+        say(f"  no partitions in this run: {reason}")
+        return None
+    with stack.connect() as connection:  # before the copies' pools connect: see SERVER_KEEPALIVE
+        for name, value in SERVER_KEEPALIVE.items():
+            connection.native.run(f"ALTER SYSTEM SET {name} = {int(value)}")
+        connection.native.run("SELECT pg_reload_conf()")
+    return netfaults.NetworkFaults()
+
+
+def _partitions(stack: LocalStack, network: netfaults.NetworkFaults) -> list[tuple[float, str, Callable[[], str]]]:
+    assert stack.postgres is not None and stack.redis is not None
+    postgres, redis = stack.postgres.port, stack.redis.port
+
+    def held(fault: Callable[[int], None], port: int, seconds: float, what: str) -> Callable[[], str]:
+        def run() -> str:
+            fault(port)
+            try:
+                time.sleep(seconds)  # the partition's length is the fault itself, not a wait for something
+            finally:
+                network.heal(port)
+            return f"{what} for {seconds:.0f} s, healed"
+        return run
+
+    return [
+        (POSTGRES_BLACK_HOLE_AT, "black-hole PostgreSQL",
+         held(network.black_hole, postgres, POSTGRES_BLACK_HOLE_SECONDS, "every packet dropped")),
+        (REDIS_RESET_AT, "reset Redis", held(network.reset, redis, RESET_SECONDS, "every connection reset")),
+        (POSTGRES_RESET_AT, "reset PostgreSQL", held(network.reset, postgres, RESET_SECONDS, "every connection reset")),
+        (REDIS_BLACK_HOLE_AT, "black-hole Redis",
+         held(network.black_hole, redis, REDIS_BLACK_HOLE_SECONDS, "every packet dropped")),
+    ]

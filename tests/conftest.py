@@ -16,6 +16,8 @@ import hypothesis
 import pytest
 
 from devserver.copies import FunctionCopy, start_together
+from devserver.netfaults import NetworkFaults
+from devserver.netfaults import unavailable_reason as netfaults_unavailable
 from devserver.servers import PostgresServer, RedisServer
 from hardening.server_errors import LogWatch
 from support import Client, Database, empty_stores, migrated_postgres
@@ -130,3 +132,14 @@ def isolate_environment() -> Iterator[None]:
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture
+def network_faults() -> Iterator[NetworkFaults]:
+    """Black holes and resets of local ports (devserver/netfaults.py); every rule is
+    removed after the test, whatever happened in it. Skips visibly where nft or root is missing."""
+    reason = netfaults_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    with NetworkFaults() as faults:
+        yield faults

@@ -114,6 +114,47 @@ def test_after_a_postgresql_restart_the_first_request_does_not_fail_on_a_stale_c
     assert api.get("/orders").status_code == 200
 
 
+def test_a_restart_with_a_warm_pool_costs_no_503_once_postgresql_accepts_connections(
+    start_copies, db: Database, postgres
+) -> None:  # type: ignore[no-untyped-def]
+    name = "warm-pool-restart"
+    (copy,) = start_copies(1, DATABASE_POOL_SIZE="6", DATABASE_URL=f"{postgres.url}?application_name={name}")
+    client = Client(copy.url)
+
+    # given: creates and lists side by side until the copy holds 4+ PostgreSQL connections.
+    warming = threading.Event()
+
+    def traffic() -> None:
+        own = Client(copy.url)
+        while not warming.is_set():
+            own.create()
+            own.get("/orders")
+
+    threads = [threading.Thread(target=traffic) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: _connections_named(db, name) >= 4, what="4 pooled connections", timeout_seconds=60)
+    finally:
+        warming.set()
+        for thread in threads:
+            thread.join()
+    assert _connections_named(db, name) >= 4
+
+    # when: PostgreSQL restarts (start() returns once a fresh connection is accepted),
+    # then requests come one at a time.
+    postgres.restart()
+    statuses = [client.create(key=f"after-{n}").status_code if n % 2 == 0 else client.get("/orders").status_code
+                for n in range(12)]
+
+    # then: every one is answered from the restarted PostgreSQL: no 503 per stale connection.
+    assert statuses == [201, 200] * 6
+
+
+def _connections_named(db: Database, name: str) -> int:
+    return int(db.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = :n", n=name)[0][0])
+
+
 def test_a_claim_left_by_a_crashed_copy_blocks_its_key_no_longer_than_the_lease(
     start_copies, db: Database, postgres, redis_server
 ) -> None:  # type: ignore[no-untyped-def]
