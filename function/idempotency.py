@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import os
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable
@@ -41,6 +43,25 @@ NO_SPAN: contextlib.nullcontext[Any] = contextlib.nullcontext()  # tracing off: 
 # window a key the old version finished replays from PostgreSQL once, then from Redis.
 LEGACY_READ_SECONDS = 3600
 MISMATCH_DETAIL = "this idempotency key was first used with a different body; use a new key for a new order"
+
+
+_owner_prefix = ""
+_owner_numbers = itertools.count()
+
+
+def _new_owner_prefix() -> None:
+    global _owner_prefix
+    _owner_prefix = secrets.token_urlsafe(12)
+
+
+_new_owner_prefix()
+os.register_at_fork(after_in_child=_new_owner_prefix)  # a forked worker must not share its parent's
+
+
+def owner_token() -> str:
+    """Unique to the request: a random prefix per process (per worker after the fork) and
+    a counter, rather than 16 bytes from the OS per request. Never leaves the function."""
+    return f"{_owner_prefix}.{next(_owner_numbers):x}"
 
 
 @dataclass(frozen=True)
@@ -85,7 +106,7 @@ class IdempotencyEngine:
             return Answer(order.order_id, order.body(), Outcome.CREATED)
 
         record_key = redis_key(profile, key)
-        claim = InFlight(request_fingerprint, owner=secrets.token_urlsafe(16))
+        claim = InFlight(request_fingerprint, owner=owner_token())
         try:
             found = await self._claims.claim_or_read(record_key, claim, self._lease_ms)
         except CacheUnavailable:

@@ -164,14 +164,22 @@ def decode(raw: bytes) -> Record:
         return InFlight(raw[_FINGERPRINT_AT:owner_at].hex(), raw[owner_at:].decode(),
                         None if lease == NO_LEASE else int(lease))
     if tag in (DONE_DEFLATED, DONE_PLAIN) and len(raw) > 1 + FINGERPRINT_BYTES:
-        body = raw[1 + FINGERPRINT_BYTES:]
-        if tag == DONE_DEFLATED:
-            try:
-                body = zlib.decompressobj(_WINDOW_BITS, ANSWER_SHAPE).decompress(body)
-            except zlib.error as exc:
-                raise ValueError("damaged answer") from exc
-        return Done(raw[1:1 + FINGERPRINT_BYTES].hex(), _order_id_in(body), body)
+        return _decode_done(raw)
     raise ValueError("not a record this version writes")
+
+
+@functools.lru_cache(maxsize=1024)  # the same bytes, the same answer: a storm's replays inflate it once
+def _decode_done(raw: bytes) -> Done:
+    body = raw[1 + FINGERPRINT_BYTES:]
+    if raw[:1] == DONE_DEFLATED:
+        inflate = zlib.decompressobj(_WINDOW_BITS, ANSWER_SHAPE)
+        try:
+            body = inflate.decompress(body)
+        except zlib.error as exc:
+            raise ValueError("damaged answer") from exc
+        if not inflate.eof or inflate.unused_data:
+            raise ValueError("damaged answer")
+    return Done(raw[1:1 + FINGERPRINT_BYTES].hex(), _order_id_in(body), body)
 
 
 def _order_id_in(body: bytes) -> str:
