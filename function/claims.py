@@ -248,9 +248,9 @@ class _Pipeline:
     script Redis lost is sent again alone, which loads it.
 
     A call made while no other is in flight goes straight out from its caller's task
-    (no batch task, no future): there is nothing to batch it with, and at low load that
-    is every call (measured: copy CPU per replay at 1 connection -N %). Calls made while
-    one is in flight wait for the turn's end and go out together, as above."""
+    (no batch task, no future, no second timeout): there is nothing to batch it with,
+    and at low load that is every call. Calls made while one is in flight wait for the
+    turn's end and go out together, as above."""
 
     def __init__(self, client: redis.asyncio.Redis, timeout_seconds: float) -> None:
         self._client = client

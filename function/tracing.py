@@ -72,6 +72,8 @@ class Tracing:
         self._propagate = propagate
         self._current = functools.partial(_Current, context.attach, context.detach, trace.set_span_in_context)
         self._w3c = TraceContextTextMapPropagator()  # CloudEvents' extension is W3C only
+        # The headers OTEL_PROPAGATORS's propagators read (set when the API is imported).
+        self._propagated_fields = frozenset(field.lower() for field in propagate.get_global_textmap().fields)
         self._server, self._client, self._internal = SpanKind.SERVER, SpanKind.CLIENT, SpanKind.INTERNAL
         self._error = Status(StatusCode.ERROR)
         self._postgres = {
@@ -86,8 +88,8 @@ class Tracing:
         OTEL_PROPAGATORS names), else the CloudEvent's traceparent attribute."""
         if event_carrier is None:
             # No header any configured propagator reads (most requests): nothing to extract.
-            fields = self._propagate.get_global_textmap().fields
-            parent = self._propagate.extract(head, getter=_HEAD_GETTER) if any(f.lower() in head for f in fields) else None
+            read = any(field in head for field in self._propagated_fields)
+            parent = self._propagate.extract(head, getter=_HEAD_GETTER) if read else None
         else:
             parent = self._w3c.extract(event_carrier)
         method, path = request.method, request.scope["path"]
