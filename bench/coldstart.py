@@ -29,15 +29,30 @@ GIVE_UP_SECONDS = 30.0
 
 def cold_starts(start_copy: Callable[[], FunctionCopy], samples: int) -> dict[str, Any]:
     """`samples` fresh copies, one after another, each stopped after its first 201."""
-    runs = [_one(start_copy) for _ in range(samples)]
+    return _figures([_one(start_copy) for _ in range(samples)])
+
+
+def _figures(runs: list[dict[str, float]]) -> dict[str, Any]:
     figures = {
         "samples": runs,
         "toFirst201": latency_figures([run["toFirst201Seconds"] for run in runs]),
         "firstRequest": latency_figures([run["firstRequestSeconds"] for run in runs]),
+        # The same copy's next create: what the first one paid for being first.
+        "secondRequest": latency_figures([run["secondRequestSeconds"] for run in runs]),
     }
     if all("fromProcessStartSeconds" in run for run in runs):
         figures["fromProcessStart"] = latency_figures([run["fromProcessStartSeconds"] for run in runs])
     return figures
+
+
+def alternated_cold_starts(starts: dict[str, Callable[[], FunctionCopy]], samples: int) -> dict[str, Any]:
+    """`cold_starts` of each, one copy of each in turn: load from other work on the
+    machine falls on all of them alike."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in starts}
+    for _ in range(samples):
+        for name, start in starts.items():
+            runs[name].append(_one(start))
+    return {name: _figures(each) for name, each in runs.items()}
 
 
 def container_cold_starts(env: dict[str, str], workdir: Path, samples: int) -> dict[str, Any]:
@@ -77,6 +92,9 @@ def _one(start_copy: Callable[[], FunctionCopy]) -> dict[str, float]:
         }
         if isinstance(copy, container.ContainerCopy):  # less podman's and runc's set-up
             run["fromProcessStartSeconds"] = round(done_epoch - copy.started_at(), 4)
+        second = time.perf_counter()
+        _post(copy.port)
+        run["secondRequestSeconds"] = round(time.perf_counter() - second, 4)
         return run
     finally:
         copy.stop()

@@ -11,6 +11,8 @@ FLOORS = {
     # name in the report -> (source, served on the ASGI stack?)
     "floorDefault": ("bench/floor/default_stack.py", False),
     "floorAsgi": ("bench/floor/asgi_stack.py", True),
+    # parse, fingerprint, one EVALSHA, the stored bytes back: what a replay cannot skip
+    "floorReplay": ("bench/floor/replay_stack.py", True),
 }
 
 # The function with group commit off (each create its own INSERT), beside the default.

@@ -7,6 +7,7 @@ from typing import Any, Iterable, Sequence
 NAMES = {
     "floorDefault": "floor, default stack (gunicorn gthread + Flask, constant 201)",
     "floorAsgi": "floor, ASGI stack (`--asgi`, async constant 201)",
+    "floorReplay": "floor, replay-shaped (ASGI stack: parse, fingerprint, one EVALSHA, stored bytes)",
     "create": "create, new keys",
     "createUnbatched": "create, new keys, group commit off (DATABASE_BATCH_MAX=1)",
     "replay": "replay, Redis path",
@@ -111,14 +112,20 @@ def _tracing(r: dict[str, Any]) -> list[str]:
     cost = r.get("tracing")
     if not cost:
         return []
-    off, on = cost["points"]["off"], cost["points"]["on"]
     lines = ["## Tracing off and on (replays, Redis path)", "",
-             f"Two copies in the same run, {cost['connections']} connections, alternated: tracing off (the default) "
-             "and on, exporting every span over OTLP/HTTP to a local sink.", ""]
+             f"Copies in the same run, {cost['connections']} connections, alternated: tracing off (the default), "
+             "on, exporting every span over OTLP/HTTP to a local sink, and sampled5, keeping 5 % of traces "
+             "(`OTEL_TRACES_SAMPLER=parentbased_traceidratio`, `OTEL_TRACES_SAMPLER_ARG=0.05`).", ""]
+    off_cpu = cost["points"]["off"].get("copyCpuMicrosecondsPerReplay")
     rows = [[name, f"{p['throughput']:.0f}", p["p50"], p["p99"], p.get("copyCpuMicrosecondsPerReplay"),
-             _join(cost["throughputByRound"][name])] for name, p in (("off", off), ("on", on))]
-    return lines + _table(["tracing", "replays/s", "p50 ms", "p99 ms", "copy CPU µs/replay", "req/s by round"],
-                          "lrrrrl", rows) + [""]
+             _num(ratio_of(p.get("copyCpuMicrosecondsPerReplay"), off_cpu), 1.0),
+             _join(cost["throughputByRound"][name])] for name, p in cost["points"].items()]
+    return lines + _table(["tracing", "replays/s", "p50 ms", "p99 ms", "copy CPU µs/replay", "CPU x off",
+                           "req/s by round"], "lrrrrrl", rows) + [""]
+
+
+def ratio_of(value: float | None, base: float | None) -> float | None:
+    return round(value / base, 2) if value and base else None
 
 
 def _publishing(r: dict[str, Any]) -> list[str]:
@@ -185,7 +192,9 @@ def _others(r: dict[str, Any]) -> list[str]:
         "",
         f"- **Cold start**, process start to first 201, {len(cold['samples'])} fresh copies: "
         f"median {cold['toFirst201']['p50']} ms, worst {cold['toFirst201']['p99']} ms; of which the first "
-        f"request itself (lazy PostgreSQL connection, schema check, Redis) median {cold['firstRequest']['p50']} ms.",
+        f"request itself (lazy PostgreSQL connection, schema check, Redis) median {cold['firstRequest']['p50']} ms, "
+        f"the copy's second median {cold.get('secondRequest', {}).get('p50')} ms.",
+        _floor_cold_start(cold, r.get("coldStartFloor")),
         _container_cold_start(r.get("coldStartContainer")),
         "",
         f"`GET /orders` (page of {listing['pageSize']}), {listing['connections']} connections:",
@@ -194,6 +203,14 @@ def _others(r: dict[str, Any]) -> list[str]:
     rows = [[name, f"{p['throughput']:.0f}", p["p50"], p["p99"]] for name, p in listing["pages"].items()]
     return lines + _table(["page", "req/s", "p50 ms", "p99 ms"], "lrrr", rows) + [
         "", f"Last page's plan: `{listing['lastPagePlan']}`.", ""]
+
+
+def _floor_cold_start(cold: dict[str, Any], floor: dict[str, Any] | None) -> str:
+    if not floor:
+        return ""
+    return (f"- **The ASGI floor's cold start**, alternated with the function's: median "
+            f"{floor['toFirst201']['p50']} ms to its first 201; the function's over it: "
+            f"{_num(ratio_of(cold['toFirst201']['p50'], floor['toFirst201']['p50']), 1.0)} x.")
 
 
 def _container_cold_start(cold: dict[str, Any] | None) -> str:

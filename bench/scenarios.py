@@ -68,6 +68,10 @@ class Scenarios:
 
     def floor(self, name: str, connections: int) -> dict[str, Any]:
         url = self.floor_urls[name]
+        if name == "floorReplay":  # the replay point's requests (the floor keeps an answer per key)
+            replays = [traffic.create_request(url, self.seeded_profile, key)
+                       for key in self._seeded_keys[: self.plan.replay_keys]]
+            return self._point(url, connections, traffic.cycling(replays))
         return self._point(url, connections, traffic.new_keys(url, "bench-floor", self._new_prefix()))
 
     def create(self, connections: int) -> dict[str, Any]:

@@ -17,6 +17,11 @@ STORM_ORIGINAL_SHARE_MIN = 0.99
 POSTGRES_CPU_PER_ORDER_MAX_US = 200
 # ...and no latency paid for it when nothing queues: create p50 with batching on over off.
 LONE_CREATE_P50_MAX = 1.10
+# Issue 24: the function's own share of a replay, cold start, and tracing's sampled-out cost.
+REPLAY_OVER_REPLAY_FLOOR_MIN = 0.8  # x the replay-shaped floor's req/s
+COLD_START_MAX = 1.3  # x the ASGI floor's process start to first 201
+SAMPLED_OUT_CPU_MAX = 1.05  # copy CPU per replay, 5 % sampler over tracing off
+EVENTS_OUT_CPU_MAX = 1.3  # copy CPU per create, K_SINK set over unset
 
 
 def judge(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -43,6 +48,11 @@ def judge(results: dict[str, Any]) -> list[dict[str, Any]]:
             _row("storm answers with the original order", connections, shown["originalShare"],
                  f">= {STORM_ORIGINAL_SHARE_MIN}", _at_least(shown["originalShare"], STORM_ORIGINAL_SHARE_MIN)),
         ]
+        over_floor = ratios["replay"][connections].get("overReplayFloor")
+        if over_floor is not None:
+            rows.append(_row("replay (Redis path) throughput", connections, over_floor["throughput"],
+                             f">= {REPLAY_OVER_REPLAY_FLOOR_MIN} x replay-shaped floor",
+                             _at_least(over_floor["throughput"], REPLAY_OVER_REPLAY_FLOOR_MIN)))
         created = results["scenarios"]["create"][connections]
         rows.append(_row("PostgreSQL CPU per created order (µs)", connections,
                          created.get("postgresCpuMicrosecondsPerOrder"), f"<= {POSTGRES_CPU_PER_ORDER_MAX_US}",
@@ -52,6 +62,30 @@ def judge(results: dict[str, Any]) -> list[dict[str, Any]]:
             p50 = round(created["p50"] / unbatched["p50"], 3) if unbatched["p50"] else None
             rows.append(_row("create p50, group commit on / off", connections, p50,
                              f"<= {LONE_CREATE_P50_MAX}", _at_most(p50, LONE_CREATE_P50_MAX)))
+    return rows + _once(results)
+
+
+def _once(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The targets judged once per run (not per concurrency)."""
+    rows = []
+    cold, floor = results.get("coldStart"), results.get("coldStartFloor")
+    if cold and floor and floor["toFirst201"]["p50"]:
+        figure = round(cold["toFirst201"]["p50"] / floor["toFirst201"]["p50"], 3)
+        rows.append(_row("cold start to first 201, median", None, figure, f"<= {COLD_START_MAX} x ASGI floor's",
+                         _at_most(figure, COLD_START_MAX)))
+    points = (results.get("tracing") or {}).get("points", {})
+    off, sampled = points.get("off", {}).get("copyCpuMicrosecondsPerReplay"), points.get("sampled5", {}).get(
+        "copyCpuMicrosecondsPerReplay")
+    if off and sampled:
+        figure = round(sampled / off, 3)
+        rows.append(_row("copy CPU per replay, tracing 5 % sampled", "16", figure, f"<= {SAMPLED_OUT_CPU_MAX} x off",
+                         _at_most(figure, SAMPLED_OUT_CPU_MAX)))
+    points = (results.get("publishing") or {}).get("points", {})
+    off, on = (points.get(name, {}).get("copyCpuMicrosecondsPerCreate") for name in ("off", "on"))
+    if off and on:
+        figure = round(on / off, 3)
+        rows.append(_row("copy CPU per create, K_SINK set", "16", figure, f"<= {EVENTS_OUT_CPU_MAX} x unset",
+                         _at_most(figure, EVENTS_OUT_CPU_MAX)))
     return rows
 
 

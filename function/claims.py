@@ -39,14 +39,17 @@ if TYPE_CHECKING:
 
 CLAIMED, TAKEN_OVER = Claimed(), Claimed(taken_over=True)
 
-# Shared head of every script: a record we cannot read (not written by us, or damaged)
-# must not raise a Lua error, which would make every call for its key fail.
+# Shared head of every script: what a record is, read from its tag byte and length
+# (records.py has the layout). A value we cannot read (not written by this version, or
+# damaged) is nil: no Lua error, which would make every call for its key fail.
 _READ_RECORD = """
-local function read_record(raw)
-  local ok, record = pcall(cjson.decode, raw)
-  if ok and type(record) == 'table' and type(record.state) == 'string' then return record end
+local function state_of(raw)
+  local tag = string.sub(raw, 1, 1)
+  if tag == 'F' and string.len(raw) > 48 then return 'in_flight' end
+  if (tag == 'Z' or tag == 'D') and string.len(raw) > 33 then return 'done' end
   return nil
 end
+local function owner_of(claim) return string.sub(claim, 49) end
 """
 # KEYS[1] record; ARGV[1] our in-flight record; ARGV[2] lease in ms.
 # Returns what was there (a finished answer, a live claim, or a value we cannot read);
@@ -54,25 +57,22 @@ end
 # out. The lease is stamped in Redis's clock (TIME inside the script, so never a copy's
 # clock), and the record is kept twice the lease: long enough for the next request to
 # see that a lease expired, instead of finding nothing, and short enough that a dead
-# claim nobody retries is gone by itself. A claim without lease_until_ms (an older copy
-# wrote it) keeps the old rule: its Redis expiry is its lease.
+# claim nobody retries is gone by itself. A claim stamped with no lease (all nines)
+# keeps the older rule: its Redis expiry is its lease.
 CLAIM_OR_READ = _READ_RECORD + """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local current = redis.call('GET', KEYS[1])
 local taken_over = false
 if current then
-  local record = read_record(current)
-  if record == nil or record.state ~= 'in_flight' or type(record.lease_until_ms) ~= 'number'
-     or record.lease_until_ms > now_ms then
-    return current
-  end
+  if state_of(current) ~= 'in_flight' then return current end
+  local lease_until_ms = tonumber(string.sub(current, 2, 16))
+  if lease_until_ms == nil or lease_until_ms > now_ms then return current end
   taken_over = true
 end
-local claim = cjson.decode(ARGV[1])
 local lease_ms = tonumber(ARGV[2])
-claim.lease_until_ms = now_ms + lease_ms
-redis.call('SET', KEYS[1], cjson.encode(claim), 'PX', 2 * lease_ms)
+local claim = 'F' .. string.format('%015.0f', now_ms + lease_ms) .. string.sub(ARGV[1], 17)
+redis.call('SET', KEYS[1], claim, 'PX', 2 * lease_ms)
 if taken_over then return 1 end
 return false
 """
@@ -83,8 +83,8 @@ return false
 FINISH = _READ_RECORD + """
 local current = redis.call('GET', KEYS[1])
 if current then
-  local record = read_record(current)
-  if record ~= nil and (record.state ~= 'in_flight' or record.owner ~= ARGV[1]) then return 0 end
+  local state = state_of(current)
+  if state == 'done' or (state == 'in_flight' and owner_of(current) ~= ARGV[1]) then return 0 end
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
@@ -92,13 +92,28 @@ return 1
 # KEYS[1] record; ARGV[1] owner token. Compare-and-delete: frees only our own claim.
 RELEASE = _READ_RECORD + """
 local current = redis.call('GET', KEYS[1])
-if not current then return 0 end
-local record = read_record(current)
-if record ~= nil and record.state == 'in_flight' and record.owner == ARGV[1] then
+if current and state_of(current) == 'in_flight' and owner_of(current) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
 """
+# KEYS[1] a record the previous version wrote (`idem:v1:`): read only, never written.
+READ = "return redis.call('GET', KEYS[1])"
+# KEYS[1] LEGACY_WINDOW_KEY; ARGV[1] how long after the first copy of this version asked
+# the previous version's records may still be found (ms). Returns the ms left, <= 0 when
+# none can be. The first copy to ask sets the deadline, in Redis's clock, for every copy
+# after it; no expiry, so a copy started after the deadline does not start a new window.
+LEGACY_WINDOW = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local until_ms = tonumber(redis.call('GET', KEYS[1]))
+if until_ms == nil then
+  until_ms = now_ms + tonumber(ARGV[1])
+  redis.call('SET', KEYS[1], string.format('%.0f', until_ms))
+end
+return until_ms - now_ms
+"""
+LEGACY_WINDOW_KEY = b"idem:v1-reads-until"  # outside idem:v2:*, which holds records only
 
 # After a failure, skip Redis this long: a dead Redis then costs requests nothing, and
 # the fast path comes back by itself once it answers again.
@@ -145,6 +160,8 @@ class ClaimStore:
         self._claim_or_read = self._client.register_script(CLAIM_OR_READ)
         self._finish = self._client.register_script(FINISH)
         self._release = self._client.register_script(RELEASE)
+        self._read = self._client.register_script(READ)
+        self._legacy_window = self._client.register_script(LEGACY_WINDOW)
         self._timeout_seconds = timeout_seconds
         # Measured (16 connections, same run): copy CPU per replay 0.86x, per create ~0.65x
         # of one command per call; py-spy: asyncio's stream writes 13.6 -> 9.9 % of a create.
@@ -152,7 +169,7 @@ class ClaimStore:
         self._down_until = 0.0
         self.tracing = tracing  # None: tracing off, and the span on `_call` costs one attribute read
 
-    async def claim_or_read(self, key: str, claim: InFlight, lease_ms: int) -> Record | Claimed:
+    async def claim_or_read(self, key: bytes, claim: InFlight, lease_ms: int) -> Record | Claimed:
         """Claimed when this call took the claim (`taken_over` if a lease had run out);
         else the record another request left."""
         raw = await self._call("claim-or-read", self._claim_or_read, key, records.encode(claim), lease_ms)
@@ -166,11 +183,23 @@ class ClaimStore:
             metrics.REDIS_FAILED[RedisFailure.UNREADABLE_RECORD].inc()
             raise CacheUnavailable(RedisFailure.UNREADABLE_RECORD) from exc
 
-    async def finish(self, key: str, owner: str | None, done: Done, ttl_ms: int) -> None:
+    async def finish(self, key: bytes, owner: str | None, done: Done, ttl_ms: int) -> None:
         await self._call("finish", self._finish, key, owner or "", records.encode(done), ttl_ms)
 
-    async def release(self, key: str, owner: str) -> None:
+    async def release(self, key: bytes, owner: str) -> None:
         await self._call("release", self._release, key, owner)
+
+    async def read_legacy(self, key: str) -> Record | None:
+        """The record the previous version keeps under `key`, if there is one it wrote."""
+        raw = await self._call("read-legacy", self._read, key)
+        try:
+            return None if raw is None else records.decode_legacy(raw)
+        except (ValueError, KeyError, TypeError, AttributeError):  # not its either: PostgreSQL decides
+            return None
+
+    async def legacy_reads_left_ms(self, window_ms: int) -> int:
+        """How much longer the previous version's records may be found (<= 0: never again)."""
+        return int(await self._call("legacy-window", self._legacy_window, LEGACY_WINDOW_KEY, window_ms))
 
     async def ping(self) -> bool:
         """For /healthz: asks Redis even while cooling down."""
@@ -187,7 +216,7 @@ class ClaimStore:
         return time.monotonic() < self._down_until
 
     @redis_span
-    async def _call(self, operation: str, script: AsyncScript, key: str, *args: str | int) -> Any:
+    async def _call(self, operation: str, script: AsyncScript, key: bytes | str, *args: bytes | str | int) -> Any:
         if self.cooling_down:  # skipped: neither a failure to count nor (when tracing) a span
             raise CacheUnavailable(None)
         try:
@@ -220,21 +249,38 @@ class _Pipeline:
     only. The pipeline is its own task, bounded by the same timeout; a failure of it fails
     each call in it, and each call counts and cools down as it would have alone. A lone
     call is sent as before (EVALSHA, loading the script if Redis lost it); in a pipeline a
-    script Redis lost is sent again alone, which loads it."""
+    script Redis lost is sent again alone, which loads it.
+
+    A call made while no other is in flight goes straight out from its caller's task
+    (no batch task, no future, no second timeout): there is nothing to batch it with,
+    and at low load that is every call. Calls made while one is in flight wait for the
+    turn's end and go out together, as above."""
 
     def __init__(self, client: redis.asyncio.Redis, timeout_seconds: float) -> None:
         self._client = client
         self._timeout_seconds = timeout_seconds
-        self._queued: list[tuple[AsyncScript, str, tuple[str | int, ...], asyncio.Future[Any]]] = []
+        self._queued: list[tuple[AsyncScript, bytes | str, tuple[bytes | str | int, ...], asyncio.Future[Any]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._alone = 0  # calls gone out straight from their caller, not yet answered
 
-    def call(self, script: AsyncScript, key: str, args: tuple[str | int, ...]) -> asyncio.Future[Any]:
+    def call(self, script: AsyncScript, key: bytes | str, args: tuple[bytes | str | int, ...]) -> Awaitable[Any]:
+        if not self._alone and not self._queued and not self._tasks:
+            return self._call_alone(script, key, args)
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Any] = loop.create_future()
         if not self._queued:  # the first call of this turn: send after the turn's callbacks
             loop.call_soon(self._send)
         self._queued.append((script, key, args, answer))
         return answer
+
+    async def _call_alone(self, script: AsyncScript, key: bytes | str, args: tuple[bytes | str | int, ...]) -> Any:
+        """EVALSHA (loading the script if Redis lost it), in the caller's task and under
+        its timeout: a call given up is cancelled, which makes redis-py drop its connection."""
+        self._alone += 1
+        try:
+            return await script(keys=[key], args=list(args))
+        finally:
+            self._alone -= 1
 
     def _send(self) -> None:
         queued, self._queued = self._queued, []
@@ -244,7 +290,7 @@ class _Pipeline:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _execute(self, queued: list[tuple[AsyncScript, str, tuple[str | int, ...], asyncio.Future[Any]]]) -> None:
+    async def _execute(self, queued: list[tuple[AsyncScript, bytes | str, tuple[bytes | str | int, ...], asyncio.Future[Any]]]) -> None:
         if len(queued) == 1:
             script, key, args, answer = queued[0]
             await _settle(answer, script(keys=[key], args=list(args)), self._timeout_seconds)

@@ -34,17 +34,25 @@ from starlette.responses import Response
 from . import logs
 from .problems import MethodNotAllowed, NotFound, Problem
 
-_served_by: tuple[int, str] = (0, "")
+_served_by: str | None = None
 
 
 def copy_name() -> str:
-    """Host and pid name the copy and worker that answered; read per process, as the
-    function is imported by gunicorn's master before it forks the workers."""
+    """Host and pid name the copy and worker that answered; made once per process (the
+    function is imported by gunicorn's master before it forks the workers, and a fork
+    forgets it), not per request."""
     global _served_by
-    pid = os.getpid()
-    if _served_by[0] != pid:
-        _served_by = (pid, f"{socket.gethostname()}/{pid}")
-    return _served_by[1]
+    if _served_by is None:
+        _served_by = f"{socket.gethostname()}/{os.getpid()}"
+    return _served_by
+
+
+def _forget_copy_name() -> None:
+    global _served_by
+    _served_by = None
+
+
+os.register_at_fork(after_in_child=_forget_copy_name)
 
 
 async def _framework_error(request: Request, exc: Exception) -> Response:

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import os
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable
 
 from . import metrics
-from .claims import CacheUnavailable, ClaimStore
+from .claims import CLAIMED, CacheUnavailable, ClaimStore
 from .fingerprint import fingerprint
 from .inputs import OrderRequest
 from .orders import OrderStore
 from .outcomes import Outcome, WaitEnded
 from .problems import FingerprintMismatch, RequestInFlight
-from .records import Create, Done, InFlight, Reject, Replay, Wait, decide, redis_key, rejects
+from .records import Create, Done, InFlight, Record, Reject, Replay, Wait, decide, legacy_key, redis_key, rejects
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -35,7 +37,31 @@ FIRST_POLL_SECONDS, LAST_POLL_SECONDS = 0.005, 0.1
 # after committing) then blocks its key for this long instead of the whole lease.
 STALE_CLAIM_CHECK_SECONDS = 0.1
 NO_SPAN: contextlib.nullcontext[Any] = contextlib.nullcontext()  # tracing off: a wait makes no span
+# The previous version's records (`idem:v1:`) are read on a miss during a rolling update:
+# for this long after the first copy of this version asked (and two leases more, for the
+# claims old copies still hold). Each read costs a create one more script call; after the
+# window a key the old version finished replays from PostgreSQL once, then from Redis.
+LEGACY_READ_SECONDS = 3600
 MISMATCH_DETAIL = "this idempotency key was first used with a different body; use a new key for a new order"
+
+
+_owner_prefix = ""
+_owner_numbers = itertools.count()
+
+
+def _new_owner_prefix() -> None:
+    global _owner_prefix
+    _owner_prefix = secrets.token_urlsafe(12)
+
+
+_new_owner_prefix()
+os.register_at_fork(after_in_child=_new_owner_prefix)  # a forked worker must not share its parent's
+
+
+def owner_token() -> str:
+    """Unique to the request: a random prefix per process (per worker after the fork) and
+    a counter, rather than 16 bytes from the OS per request. Never leaves the function."""
+    return f"{_owner_prefix}.{next(_owner_numbers):x}"
 
 
 @dataclass(frozen=True)
@@ -70,6 +96,8 @@ class IdempotencyEngine:
         self._ttl_ms = settings.idempotency_ttl_seconds * 1000
         self._wait_seconds = settings.idempotency_wait_seconds
         self._replay_on_mismatch = settings.idempotency_on_mismatch == "replay"
+        self._legacy_window_ms = LEGACY_READ_SECONDS * 1000 + 2 * self._lease_ms
+        self._legacy_reads_until: float | None = None  # loop time; None: Redis not asked yet
 
     async def create_order(self, profile: str, key: str | None, request: OrderRequest) -> Answer:
         request_fingerprint = fingerprint(request.canonical())
@@ -78,11 +106,13 @@ class IdempotencyEngine:
             return Answer(order.order_id, order.body(), Outcome.CREATED)
 
         record_key = redis_key(profile, key)
-        claim = InFlight(request_fingerprint, owner=secrets.token_urlsafe(16))
+        claim = InFlight(request_fingerprint, owner=owner_token())
         try:
             found = await self._claims.claim_or_read(record_key, claim, self._lease_ms)
         except CacheUnavailable:
             return await self._create_in_postgres(profile, key, claim, record_key, request, degraded=True)
+        if found is CLAIMED and await self._reading_legacy():
+            found = await self._legacy_answer(profile, key, claim, record_key) or found
         match decide(found, request_fingerprint, self._replay_on_mismatch):
             case Create(taken_over):
                 return await self._create_claimed(profile, key, claim, record_key, request, taken_over)
@@ -100,13 +130,13 @@ class IdempotencyEngine:
         return await self._create_in_postgres(profile, key, claim, record_key, request, degraded=True)
 
     async def _create_claimed(
-        self, profile: str, key: str, claim: InFlight, record_key: str, request: OrderRequest, taken_over: bool,
+        self, profile: str, key: str, claim: InFlight, record_key: bytes, request: OrderRequest, taken_over: bool,
     ) -> Answer:
         if taken_over:  # its owner died or hung past the lease; PostgreSQL still decides
             metrics.CLAIMS_TAKEN_OVER.inc()
         return await self._create_in_postgres(profile, key, claim, record_key, request)
 
-    async def _wait_for_original(self, profile: str, key: str, claim: InFlight, record_key: str) -> _WaitEnded:
+    async def _wait_for_original(self, profile: str, key: str, claim: InFlight, record_key: bytes) -> _WaitEnded:
         """One wait, counted once by how it ended (and one span when tracing): every
         duplicate that waits lands in exactly one `ended` of orders_waits_total."""
         how = WaitEnded.FAILED  # PostgreSQL failed the stale-claim check, or the request was cancelled
@@ -126,7 +156,7 @@ class IdempotencyEngine:
                 if span is not None:
                     span.set_attribute("orders.wait.ended", how.value)
 
-    async def _poll(self, profile: str, key: str, claim: InFlight, record_key: str) -> _WaitEnded:
+    async def _poll(self, profile: str, key: str, claim: InFlight, record_key: bytes) -> _WaitEnded:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + self._wait_seconds
@@ -161,7 +191,7 @@ class IdempotencyEngine:
                     pass
 
     async def _create_in_postgres(
-        self, profile: str, key: str, claim: InFlight, record_key: str,
+        self, profile: str, key: str, claim: InFlight, record_key: bytes,
         request: OrderRequest, *, degraded: bool = False,
     ) -> Answer:
         """Insert-or-get the order, then publish the answer over our claim."""
@@ -189,7 +219,32 @@ class IdempotencyEngine:
             raise FingerprintMismatch(MISMATCH_DETAIL)
         return Answer(stored.order_id, stored.body(), Outcome.REPLAYED_POSTGRES)
 
-    async def _remember(self, record_key: str, owner: str | None, done: Done) -> None:
+    async def _reading_legacy(self) -> bool:
+        """Whether a record of the previous version may still exist (Redis asked once per worker)."""
+        now = asyncio.get_running_loop().time()
+        if self._legacy_reads_until is None:
+            try:
+                left_ms = await self._claims.legacy_reads_left_ms(self._legacy_window_ms)
+            except CacheUnavailable:
+                return False  # asked again on the next miss
+            self._legacy_reads_until = now + left_ms / 1000
+        return now < self._legacy_reads_until
+
+    async def _legacy_answer(self, profile: str, key: str, claim: InFlight, record_key: bytes) -> Done | None:
+        """The answer the previous version left for this key, now also under our name
+        (over the claim we just took). Its claim of a key in flight is not waited on here:
+        PostgreSQL's unique constraint holds our insert until the original commits, and
+        then answers with its order."""
+        try:
+            legacy: Record | None = await self._claims.read_legacy(legacy_key(profile, key))
+        except CacheUnavailable:
+            return None
+        if not isinstance(legacy, Done):
+            return None
+        await self._remember(record_key, claim.owner, legacy)
+        return legacy
+
+    async def _remember(self, record_key: bytes, owner: str | None, done: Done) -> None:
         await self._quietly(self._claims.finish(record_key, owner, done, self._ttl_ms))
 
     @staticmethod

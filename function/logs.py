@@ -26,6 +26,7 @@ FLUSH_AFTER_SECONDS = 0.02  # prompt for `kubectl logs`; under load hundreds of 
 MAX_PENDING_LINES = 256
 LOGGER = "orders"
 _log = logging.getLogger(LOGGER)
+_root = logging.getLogger()
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,7 +40,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": self._timestamp(record.created), "level": record.levelname.lower(),
+            "time": self.timestamp(record.created), "level": record.levelname.lower(),
             "message": record.getMessage(),
         }
         if record.name != LOGGER:  # gunicorn.error, uvicorn.error, ...: say who spoke
@@ -51,7 +52,15 @@ class JsonFormatter(logging.Formatter):
             line["error"] = self.formatException(record.exc_info)
         return self._encode(line)
 
-    def _timestamp(self, created: float) -> str:
+    def request_line(self, fields: dict[str, Any]) -> str:
+        """The line `format` makes of an info record "request" with these fields."""
+        line: dict[str, Any] = {"time": self.timestamp(time.time()), "level": "info", "message": "request"}
+        for name, value in fields.items():
+            if value is not None:
+                line[name] = value
+        return self._encode(line)
+
+    def timestamp(self, created: float) -> str:
         """The seconds part is formatted once per second (called holding the handler's lock)."""
         second = int(created)
         if second != self._second:
@@ -67,12 +76,22 @@ class GatheredStdout(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__()
-        self.setFormatter(JsonFormatter())
-        self._pending: list[logging.LogRecord] = []
+        self.json = JsonFormatter()
+        self.setFormatter(self.json)
+        self._pending: list[str] = []  # lines, each ending in a newline
 
     def emit(self, record: logging.LogRecord) -> None:  # called holding self.lock
-        self._pending.append(record)
-        if len(self._pending) >= MAX_PENDING_LINES or record.levelno >= logging.ERROR:
+        self._gather(self.format(record) + "\n", at_once=record.levelno >= logging.ERROR)
+
+    def request_line(self, fields: dict[str, Any]) -> None:
+        """The request line without a LogRecord: the same line `emit` writes for one,
+        at about half the CPU (a LogRecord alone is ~5 us, and every request makes one)."""
+        with self.lock:  # type: ignore[union-attr]
+            self._gather(self.json.request_line(fields) + "\n", at_once=False)
+
+    def _gather(self, line: str, *, at_once: bool) -> None:
+        self._pending.append(line)
+        if at_once or len(self._pending) >= MAX_PENDING_LINES:
             self._write()
         elif len(self._pending) == 1:  # the first since the last write schedules the next
             try:
@@ -86,7 +105,7 @@ class GatheredStdout(logging.Handler):
 
     def _write(self) -> None:
         if self._pending:
-            text = "".join([self.format(record) + "\n" for record in self._pending])
+            text = "".join(self._pending)
             self._pending.clear()
             sys.stdout.write(text)
             sys.stdout.flush()
@@ -127,8 +146,16 @@ def configure(level: str) -> None:
 
 
 def request_line(fields: dict[str, Any]) -> None:
-    """route, method, status, profile, keyHash, outcome, durationMs, and the like."""
-    if _log.isEnabledFor(logging.INFO):
+    """route, method, status, profile, keyHash, outcome, durationMs, and the like.
+    Straight to the one handler when the configuration is ours (LOGGING), as it is in a
+    copy; through `logging` when anything else listens (another handler, a filter)."""
+    if not _log.isEnabledFor(logging.INFO):
+        return
+    handlers = _root.handlers
+    if len(handlers) == 1 and type(handlers[0]) is GatheredStdout and not handlers[0].filters and not _log.handlers \
+            and not _log.filters and _log.propagate:
+        handlers[0].request_line(fields)
+    else:
         _log.info("request", extra={"fields": fields})
 
 

@@ -37,17 +37,22 @@ class Service:
     relay: Relay | None = None  # None: K_SINK unset, no events recorded or published
 
 
-_built: dict[int, Service] = {}
+_built: list[Service] = []  # this process's, once built; emptied in a forked child
 
 
 def for_this_process(settings: Settings, *, schema_applied: bool = False) -> Service:
-    """Called on the event loop's thread only, so building needs no lock."""
-    service = _built.get(os.getpid())
-    if service is None:
-        _built.clear()  # an inherited parent's entry is not ours to use
-        service = _built[os.getpid()] = _build(settings, schema_applied)
-        _report_serving_stack()
+    """Called on the event loop's thread only, so building needs no lock. A forked
+    child starts with none (an inherited parent's is not its to use): forgotten at the
+    fork, not checked per request (os.getpid() is a system call every time)."""
+    if _built:
+        return _built[0]
+    service = _build(settings, schema_applied)
+    _built.append(service)
+    _report_serving_stack()
     return service
+
+
+os.register_at_fork(after_in_child=_built.clear)
 
 
 def batches_in_flight(settings: Settings) -> int:

@@ -49,7 +49,7 @@ class Tracing:
     """A tracer with its own provider and batch exporter, and the spans this function makes."""
 
     def __init__(self, database: DatabaseTarget) -> None:
-        from opentelemetry import propagate, trace
+        from opentelemetry import context, propagate, trace
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import SERVICE_NAME, Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -70,7 +70,10 @@ class Tracing:
         self._tracer = self._provider.get_tracer("orders")
         self._trace = trace
         self._propagate = propagate
+        self._current = functools.partial(_Current, context.attach, context.detach, trace.set_span_in_context)
         self._w3c = TraceContextTextMapPropagator()  # CloudEvents' extension is W3C only
+        # The headers OTEL_PROPAGATORS's propagators read (set when the API is imported).
+        self._propagated_fields = frozenset(field.lower() for field in propagate.get_global_textmap().fields)
         self._server, self._client, self._internal = SpanKind.SERVER, SpanKind.CLIENT, SpanKind.INTERNAL
         self._error = Status(StatusCode.ERROR)
         self._postgres = {
@@ -80,12 +83,13 @@ class Tracing:
 
     # --- the server span ----------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def server_span(self, request: Request, head: Head, event_carrier: Mapping[str, str] | None) -> Iterator[Span]:
+    def server_span(self, request: Request, head: Head, event_carrier: Mapping[str, str] | None) -> _Current:
         """The request's span, child of the caller's context: the W3C headers (or what
         OTEL_PROPAGATORS names), else the CloudEvent's traceparent attribute."""
         if event_carrier is None:
-            parent = self._propagate.extract(head, getter=_HEAD_GETTER)
+            # No header any configured propagator reads (most requests): nothing to extract.
+            read = any(field in head for field in self._propagated_fields)
+            parent = self._propagate.extract(head, getter=_HEAD_GETTER) if read else None
         else:
             parent = self._w3c.extract(event_carrier)
         method, path = request.method, request.scope["path"]
@@ -96,15 +100,22 @@ class Tracing:
         }
         if route is not None:
             attributes["http.route"] = route
-        with self._tracer.start_as_current_span(
+        return self._current(self._tracer.start_span(
             method if route is None else f"{method} {route}", context=parent, kind=self._server,
             attributes=attributes, record_exception=False, set_status_on_exception=False,
-        ) as span:
-            yield span
+        ))
 
     def answered(self, span: Span, response: Response, notes: Notes) -> None:
         """What the answer says about the request; the reply event gets our context."""
-        status = response.status_code
+        if span.is_recording():  # a sampled-out span keeps nothing: nothing is given to it
+            self._describe(span, response.status_code, notes)
+        if "ce-type" in response.headers:  # a reply event: the Broker carries our context on
+            carrier: dict[str, str] = {}
+            self._w3c.inject(carrier, context=self._trace.set_span_in_context(span))
+            for name, value in carrier.items():
+                response.headers["ce-" + name] = value
+
+    def _describe(self, span: Span, status: int, notes: Notes) -> None:
         span.set_attribute("http.response.status_code", status)
         if status >= 500:  # a 4xx is the client's to handle, not a server error
             span.set_status(self._error)
@@ -121,17 +132,12 @@ class Tracing:
                                 ("cloudevents.event_spec_version", event.spec_version)):
                 if value is not None:
                     span.set_attribute(name, value)
-        if "ce-type" in response.headers:  # a reply event: the Broker carries our context on
-            carrier: dict[str, str] = {}
-            self._w3c.inject(carrier, context=self._trace.set_span_in_context(span))
-            for name, value in carrier.items():
-                response.headers["ce-" + name] = value
 
     @staticmethod
     def ids(span: Span) -> tuple[str, str]:
         """trace_id and span_id for the log line, as the W3C traceparent spells them."""
-        context = span.get_span_context()
-        return f"{context.trace_id:032x}", f"{context.span_id:016x}"
+        context = span.get_span_context()  # to_bytes().hex(): a third of f"{id:032x}"'s time
+        return context.trace_id.to_bytes(16, "big").hex(), context.span_id.to_bytes(8, "big").hex()
 
     # --- child spans --------------------------------------------------------------------
 
@@ -165,6 +171,8 @@ class Tracing:
         """One Redis call in a client span named after the operation (claim-or-read,
         finish, release). A failure's `error.type` is its kind
         (claims.CacheUnavailable.kind), as orders_redis_failures_total counts it."""
+        if not self._recording():
+            return await call
         with self._client_span(operation, _REDIS) as span:
             try:
                 return await call
@@ -174,6 +182,8 @@ class Tracing:
 
     async def postgres_call(self, name: str, operation: str, call: Awaitable[T]) -> T:
         """One unit of work on the pool in a client span."""
+        if not self._recording():
+            return await call
         with self._client_span(name, {**self._postgres, "db.operation.name": operation}) as span:
             try:
                 return await call
@@ -181,14 +191,43 @@ class Tracing:
                 self._failed(span, type(exc).__name__)
                 raise
 
-    def _client_span(self, name: str, attributes: Mapping[str, Any]) -> contextlib.AbstractContextManager[Span]:
-        return self._tracer.start_as_current_span(
+    def _recording(self) -> bool:
+        """Whether the request's span is kept. When its trace is sampled out, so is every
+        child (the samplers decide by the parent or by the trace id, the same for all),
+        so a child span would be made and dropped for nothing: none is made. With no
+        span at all (work outside a request) a span is made, as a root."""
+        current = self._trace.get_current_span()
+        return bool(current.is_recording() or not current.get_span_context().is_valid)
+
+    def _client_span(self, name: str, attributes: Mapping[str, Any]) -> _Current:
+        return self._current(self._tracer.start_span(
             name, kind=self._client, attributes=attributes, record_exception=False, set_status_on_exception=False,
-        )
+        ))
 
     def _failed(self, span: Span, error_type: str) -> None:
         span.set_status(self._error)
         span.set_attribute("error.type", error_type)
+
+
+class _Current:
+    """A started span made the current one while the block runs, then ended: what
+    `start_as_current_span` does, without its three layers of context managers (the
+    cost every request pays, sampled out or not). No exception is recorded on the span
+    (the callers record what failed, by kind)."""
+
+    __slots__ = ("span", "_attach", "_detach", "_in_context", "_token")
+
+    def __init__(self, attach: Callable[[Any], object], detach: Callable[[Any], None],
+                 in_context: Callable[[Span], Any], span: Span) -> None:
+        self.span, self._attach, self._detach, self._in_context = span, attach, detach, in_context
+
+    def __enter__(self) -> Span:
+        self._token = self._attach(self._in_context(self.span))
+        return self.span
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._detach(self._token)
+        self.span.end()
 
 
 class _SpannedMethod:

@@ -24,8 +24,8 @@ def test_a_quick_bench_measures_both_floors_the_function_and_judges_every_target
 
     assert finished.returncode == 0, finished.stderr[-3000:]
     results = json.loads((tmp_path / "latest.json").read_text())
-    assert set(results["scenarios"]) == {"floorDefault", "floorAsgi", "create", "createUnbatched", "replay",
-                                       "replayAfterFlush", "storm"}
+    assert set(results["scenarios"]) >= {"floorDefault", "floorAsgi", "floorReplay", "create", "createUnbatched",
+                                       "replay", "replayAfterFlush", "storm"}
     for name, points in results["scenarios"].items():
         for point in points.values():
             assert point["requests"] > 0 and point["errors"] == 0, (name, point)
@@ -38,6 +38,9 @@ def test_a_quick_bench_measures_both_floors_the_function_and_judges_every_target
     assert storm["duplicatesCreated"] == 0
     assert {row["met"] for row in results["targets"]} <= {True, False} and results["targets"]
     assert results["coldStart"]["samples"] and results["listing"]["pages"]
+    assert results["coldStartFloor"]["samples"] and results["coldStart"]["secondRequest"]["p50"]
+    assert results["tracing"]["points"]["sampled5"]["requests"] > 0
+    assert next(iter(results["ratios"]["replay"].values()))["overReplayFloor"]["throughput"]
     publishing = results["publishing"]
     assert all(point["requests"] > 0 and point["errors"] == 0 for point in publishing["points"].values())
     assert publishing["pendingAtEnd"] == 0 and publishing["distinctEventIds"] > 0

@@ -93,7 +93,7 @@ def test_postgresql_stopped_is_a_503_that_leaves_no_row_and_no_stuck_key(
     assert_problem(refused, 503, "retry")
     assert int(refused.headers["Retry-After"]) >= 1
     assert health.status_code == 503 and health.json()["postgres"] == "down"
-    assert redis_server.client().keys("idem:v1:*") == []  # the claim was released
+    assert redis_server.client().keys("idem:v2:*") == []  # the claim was released
 
     postgres.start()
     retried = api.create(key="while-down")

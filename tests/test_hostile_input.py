@@ -19,7 +19,7 @@ VICTIM = "victim"
 VICTIM_ORDERS = {"v-1": {"productQuantity": 1, "productId": "sku-v1"}, "v-2": {"productQuantity": 7}}
 VICTIM_ROWS = """SELECT order_id::text, order_number, profile_id, idempotency_key, fingerprint,
 product_id, product_quantity, created_at FROM orders WHERE profile_id = :profile ORDER BY order_number"""
-HASHED_REDIS_KEY = re.compile(rb"idem:v1:[0-9a-f]{64}")
+HASHED_REDIS_KEY = re.compile(rb"idem:v2:.{20}|idem:v1-reads-until", re.DOTALL)  # 20 raw digest bytes
 SQL = "'; DROP TABLE orders;--"
 VICTIM_ORDER = "{victim-order}"  # replaced by the id of one of the victim's orders
 

@@ -34,7 +34,7 @@ def tls_redis(workdir: Path) -> Iterator[RedisServer]:
 
 
 def stored_records(server: RedisServer) -> list[bytes]:
-    return server.client().keys("idem:v1:*")
+    return server.client().keys("idem:v2:*")
 
 
 def test_over_tls_a_key_is_claimed_finished_and_replayed_from_redis(

@@ -34,7 +34,7 @@ STORM_KEYS = 100
 
 
 def idempotency_records(server: RedisServer) -> int:
-    return len(server.client().keys("idem:v1:*"))
+    return len(server.client().keys("idem:v2:*"))
 
 
 def start_on_sentinels(start_copies, sentinel_set: SentinelSet) -> list[str]:  # type: ignore[no-untyped-def]

@@ -126,7 +126,7 @@ def test_sigterm_lets_requests_in_flight_finish_and_the_container_exit_0_within_
                    for key in keys]
         for thread in threads:
             thread.start()
-        wait_until(lambda: len(redis.keys("idem:v1:*")) == len(keys), what="three claims in Redis",
+        wait_until(lambda: len(redis.keys("idem:v2:*")) == len(keys), what="three claims in Redis",
                    timeout_seconds=30)
 
         # when: the kubelet's SIGTERM arrives, and only then PostgreSQL answers again
