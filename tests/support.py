@@ -15,7 +15,7 @@ import requests
 
 from devserver.servers import PostgresServer, RedisServer
 from function.migrate import apply_migrations
-from function.records import InFlight, decode, redis_key
+from function.records import KEY_PREFIX, InFlight, decode, redis_key
 from loadgen.audit import audit
 from loadgen.storm import Run
 
@@ -159,6 +159,11 @@ def assert_one_order_per_key(run: Run, db: Database) -> None:
 def metric(client: Client, name: str, labels: str = "") -> float:
     """One sample of the copy's own /metrics (see `sample`)."""
     return sample(client.get("/metrics", profile=None).text, name, labels)
+
+
+def idempotency_records(redis_server: RedisServer) -> list[bytes]:
+    """The names of the idempotency records (claims and answers) Redis holds now."""
+    return list(redis_server.client().keys(KEY_PREFIX + b"*"))
 
 
 def redis_script_calls(redis_server: RedisServer) -> int:

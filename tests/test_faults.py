@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from devserver.waiting import wait_until
-from support import Client, Database, assert_problem, claim_held
+from support import Client, Database, assert_problem, claim_held, idempotency_records
 
 pytestmark = pytest.mark.multiprocess
 
@@ -93,7 +93,7 @@ def test_postgresql_stopped_is_a_503_that_leaves_no_row_and_no_stuck_key(
     assert_problem(refused, 503, "retry")
     assert int(refused.headers["Retry-After"]) >= 1
     assert health.status_code == 503 and health.json()["postgres"] == "down"
-    assert redis_server.client().keys("idem:v2:*") == []  # the claim was released
+    assert idempotency_records(redis_server) == []  # the claim was released
 
     postgres.start()
     retried = api.create(key="while-down")

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import pytest
 import requests
 
-from support import ORDER, Client, Database, accepts_connections, assert_problem, sample
+from support import ORDER, Client, Database, accepts_connections, assert_problem, idempotency_records, sample
 from devserver.copies import FunctionCopy
 from devserver.servers import free_port
 from devserver.waiting import wait_until
@@ -204,7 +204,7 @@ def test_a_batch_cut_by_a_postgresql_restart_fails_each_request_alone_and_retrie
     for answer in answers:
         if answer.status_code == 503:
             assert_problem(answer, 503, "retry")
-    assert not [k for k in redis_server.client().keys("idem:v2:*")
+    assert not [k for k in idempotency_records(redis_server)
                 if (redis_server.client().get(k) or b"").startswith(b"F")]  # every claim released
     keys = ["blocker"] + [f"cut-{n}" for n in range(6)]
     for key, first in zip(keys, answers):
@@ -230,7 +230,7 @@ def test_a_batch_on_a_hung_postgresql_answers_each_request_503_in_bounded_time(
     for answer in answers:
         assert_problem(answer, 503, "retry")
         assert int(answer.headers["Retry-After"]) >= 1
-    assert not [k for k in redis_server.client().keys("idem:v2:*")
+    assert not [k for k in idempotency_records(redis_server)
                 if (redis_server.client().get(k) or b"").startswith(b"F")]  # every claim released
     keys = ["blocker"] + [f"hung-{n}" for n in range(5)]
     for key in keys:  # a statement PostgreSQL ran after resuming is found, never made twice

@@ -12,7 +12,7 @@ import pytest
 
 from devserver.servers import PostgresServer
 from devserver.sink import EventSink
-from support import Client, Database, assert_problem
+from support import Client, Database, assert_problem, idempotency_records
 
 pytestmark = pytest.mark.multiprocess
 
@@ -55,7 +55,7 @@ def assert_writes_refused_and_resumed(
         listed = client.get("/orders")
         fetched = client.get(before.headers["Location"])
         replayed = client.create(key="before")
-        claims_left = [key for key in redis_server.client().keys("idem:v1:*")]
+        claims_left = [key for key in idempotency_records(redis_server)]
 
     for answer in refused:  # never a 500: PostgreSQL cannot take the order now
         assert_problem(answer, 503, "cannot take writes", "retry")

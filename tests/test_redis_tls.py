@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from support import Client, Database
+from support import Client, Database, idempotency_records
 from devserver.copies import FunctionCopy
 from devserver.servers import RedisServer
 from devserver.tls import make_certificates
@@ -33,10 +33,6 @@ def tls_redis(workdir: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-def stored_records(server: RedisServer) -> list[bytes]:
-    return server.client().keys("idem:v2:*")
-
-
 def test_over_tls_a_key_is_claimed_finished_and_replayed_from_redis(
     start_copies: Callable[..., list[FunctionCopy]], tls_redis: RedisServer, db: Database,
 ) -> None:
@@ -50,7 +46,7 @@ def test_over_tls_a_key_is_claimed_finished_and_replayed_from_redis(
     assert first.status_code == 201 and again.status_code == 201
     assert again.headers["Idempotent-Replayed"] == "true" and again.json() == first.json()
     assert client.outcome_count("replayed-redis") == 1  # answered from the TLS Redis
-    assert len(stored_records(tls_redis)) == 1
+    assert len(idempotency_records(tls_redis)) == 1
     assert requests.get(copy.url + "/healthz", timeout=10).json() == {"status": "ok", "postgres": "ok", "redis": "ok"}
     assert db.order_count() == 1
 
@@ -70,5 +66,5 @@ def test_a_redis_certificate_the_copy_cannot_verify_is_redis_unavailable_not_tru
     assert health.status_code == 200 and health.json()["redis"] == "down"
     assert first.status_code == 201 and again.status_code == 201 and again.json() == first.json()
     assert client.outcome_count("replayed-postgres") == 1  # PostgreSQL decided, as with Redis down
-    assert stored_records(tls_redis) == []  # nothing was sent to a server it could not verify
+    assert idempotency_records(tls_redis) == []  # nothing was sent to a server it could not verify
     assert db.order_count() == 1

@@ -11,7 +11,7 @@ from typing import Callable
 
 import pytest
 
-from support import Database
+from support import Database, idempotency_records
 from devserver.sentinel import SentinelSet
 from devserver.servers import RedisServer
 from scaleout import (
@@ -33,8 +33,8 @@ COPIES = 4
 STORM_KEYS = 100
 
 
-def idempotency_records(server: RedisServer) -> int:
-    return len(server.client().keys("idem:v2:*"))
+def record_count(server: RedisServer) -> int:
+    return len(idempotency_records(server))
 
 
 def start_on_sentinels(start_copies, sentinel_set: SentinelSet) -> list[str]:  # type: ignore[no-untyped-def]
@@ -103,7 +103,7 @@ def test_the_old_primary_brought_back_rejoins_as_a_replica_and_answers_stay_on_t
     keys = assert_new_keys_replay_on_another_copy(urls, "after-rejoin")
     assert db.order_count("storm") == len(keys)
     # The old primary holds the answers only as the new one's replica.
-    eventually(lambda: idempotency_records(old) == idempotency_records(new), "the replica to catch up")
+    eventually(lambda: record_count(old) == record_count(new), "the replica to catch up")
 
 
 def test_a_demoted_primary_answering_readonly_is_redis_down_and_the_function_recovers_by_itself(
@@ -143,8 +143,8 @@ def assert_new_keys_replay_on_another_copy(urls: list[str], prefix: str) -> list
 def answers_are_stored_on(server: RedisServer, urls: list[str]) -> bool:
     """Whether a new key created through each copy leaves its answer on `server`
     (under the profile "probe", apart from the keys a test counts)."""
-    before = idempotency_records(server)
+    before = record_count(server)
     for url in urls:
         probe = replay_storm_key(url, f"probe-{uuid.uuid4()}", profile="probe")
         assert probe.status_code == 201, probe.text  # Redis or not, creates never fail
-    return idempotency_records(server) == before + len(urls)
+    return record_count(server) == before + len(urls)
