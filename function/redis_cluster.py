@@ -9,10 +9,11 @@ map after a connection to a node fails (a primary killed, its replica promoted).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import redis.exceptions
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, Connection, RedisCluster
 
 from .outcomes import RedisFailure
 from .targets import ClusterSeeds
@@ -32,13 +33,61 @@ def cluster_client(seeds: ClusterSeeds, options: dict[str, Any]) -> RedisCluster
     """`options` are the single-node client's (timeouts, retry, health checks): the
     same rules hold per node. `retry` becomes the cluster's: after a failed connection
     redis-py re-reads the slot map and tries once more, on the node it now names."""
+    _ask_on_the_connection_that_sent_asking()
+    _unclosed_node_is_a_warning()
     tls: dict[str, Any] = {}
     if seeds.tls:
         tls = {"ssl": True, "ssl_ca_certs": seeds.ssl_ca_certs, "ssl_cert_reqs": seeds.ssl_cert_reqs}
     return RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in seeds.addresses],
         username=seeds.username, password=seeds.password, **tls, **options,
+        # A MOVED answer updates that slot's owner and nothing else. By default every
+        # fifth MOVED closes every connection to every node and re-reads the whole map,
+        # failing the calls in flight on healthy nodes: while a slot moves, each copy
+        # then fails a few calls per move (tests/test_cluster.py saw 6 of ~300).
+        reinitialize_steps=0,
     )
+
+
+def _unclosed_node_is_a_warning() -> None:
+    """When redis-py re-reads the slot map (a node stopped answering) it replaces every
+    node object; a call in flight on an old one reconnects it, and the old object, once
+    collected, reports "Unclosed ClusterNode object" through the event loop's exception
+    handler, which logs it as an error. Nothing failed and nothing is to be done (its
+    socket closes with it): a warning, so an error line still means a failed request."""
+    asyncio_logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, _UnclosedNodeWarning) for f in asyncio_logger.filters):
+        asyncio_logger.addFilter(_UnclosedNodeWarning())
+
+
+class _UnclosedNodeWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.WARNING and str(record.msg).startswith(ClusterNode._DEL_MESSAGE):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def _ask_on_the_connection_that_sent_asking() -> None:
+    """redis-py 7.1's asyncio cluster follows an ASK redirection by sending ASKING and
+    then the command, each on a connection taken from the node's free list, which it
+    takes from the front and gives back at the end: with several connections free the
+    command goes out on another connection than ASKING, the importing node answers it
+    MOVED (back to the source, which ASKs again) and after 16 rounds the call fails with
+    "TTL exhausted". Measured here: 1-116 failed calls per slot moved under 16 callers,
+    none with this. Taking the most recently freed connection (as redis-py's plain
+    connection pool does) sends the command on ASKING's connection, since nothing runs
+    between the two. Installed once, for the cluster client only."""
+    if getattr(ClusterNode.acquire_connection, "_last_freed_first", False):
+        return
+    take_new = ClusterNode.acquire_connection
+
+    def acquire_connection(self: ClusterNode) -> Connection:
+        if self._free:
+            return self._free.pop()
+        return take_new(self)  # none free: redis-py's own path opens one (or refuses)
+
+    acquire_connection._last_freed_first = True  # type: ignore[attr-defined]
+    ClusterNode.acquire_connection = acquire_connection  # type: ignore[method-assign]
 
 
 def failure_kind(exc: BaseException) -> RedisFailure | None:
