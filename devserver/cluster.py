@@ -9,11 +9,13 @@ while keys are claimed, and stop the whole cluster.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, cast
+from typing import Any, Callable, Iterable, Iterator, cast
 
 import redis
 from redis.crc import key_slot
@@ -304,6 +306,19 @@ def _port_with_a_free_bus_port() -> int:
         port = free_port()
         if port + BUS_PORT_OFFSET <= 65535 and port_is_free("127.0.0.1", port + BUS_PORT_OFFSET):
             return port
+
+
+@contextlib.contextmanager
+def local_cluster() -> Iterator[RedisCluster]:
+    """A throw-away cluster in a temp dir, for the demo, the bench and the soak's
+    `--redis cluster`; stopped and removed at the end."""
+    workdir = Path(tempfile.mkdtemp(prefix="orders-cluster-"))
+    cluster = RedisCluster(workdir)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def slots_of(keys: Iterable[str]) -> set[int]:

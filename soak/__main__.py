@@ -16,12 +16,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=4, help="client threads besides the storms (default 4)")
     parser.add_argument("--lease-seconds", type=int, default=3, help="IDEMPOTENCY_LEASE_SECONDS of the copies")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--redis", choices=("node", "cluster"), default="node",
+                        help="one Redis restarted mid-run (default), or a Redis Cluster whose primary is killed")
     options = parser.parse_args(argv)
     if options.minutes <= 0 or options.copies < 2:
         parser.error("--minutes must be positive and --copies at least 2 (one is killed)")
     report = run_soak(SoakPlan(
         seconds=options.minutes * 60, copies=options.copies, clients=options.clients,
-        lease_seconds=options.lease_seconds, seed=options.seed,
+        lease_seconds=options.lease_seconds, seed=options.seed, redis=options.redis,
     ), say=lambda line: print(line, flush=True))
     print(summary(report))
     problems, _ = verdict(report)

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from devserver.cluster import RedisCluster, local_cluster
 from devserver.stack import LocalStack
 from devserver.copies import FunctionCopy
 
@@ -29,6 +30,10 @@ class SoakPlan:
     # Short, so the audit's wait for the killed copy's claims is short too.
     lease_seconds: int = 3
     seed: int = 1
+    # "node": one Redis, restarted empty mid-run; "cluster": a Redis Cluster (three
+    # primaries, a replica each) whose primary is killed mid-run, failed over to its
+    # replica and brought back as a replica.
+    redis: str = "node"
 
 
 @dataclass
@@ -41,8 +46,15 @@ class SoakReport:
 
 
 def run_soak(plan: SoakPlan, say: Callable[[str], None] = print) -> SoakReport:
+    if plan.redis == "cluster":
+        with local_cluster() as cluster:
+            return _run_soak(plan, say, cluster)
+    return _run_soak(plan, say, None)
+
+
+def _run_soak(plan: SoakPlan, say: Callable[[str], None], cluster: RedisCluster | None) -> SoakReport:
     env = {"IDEMPOTENCY_LEASE_SECONDS": str(plan.lease_seconds)}
-    with LocalStack(plan.copies, env=env) as stack:
+    with LocalStack(plan.copies, env=env, redis_url=cluster.url if cluster else None) as stack:
         copies = {f"copy-{n}": copy for n, copy in enumerate(stack.copies)}
         live = list(copies)
         ledger, samples, events = Ledger(), [], []
@@ -50,7 +62,9 @@ def run_soak(plan: SoakPlan, say: Callable[[str], None] = print) -> SoakReport:
                             clients=plan.clients, seed=plan.seed)
         say(f"soak: {plan.copies} copies, {plan.clients} clients and a storm, {plan.seconds:.0f} s")
         started = time.monotonic()
-        faults = [(REDIS_RESTART_AT, "restart Redis", lambda: _restart_redis(stack)),
+        redis_fault = ((REDIS_RESTART_AT, "kill a cluster primary", lambda: _fail_over_a_primary(cluster))
+                       if cluster else (REDIS_RESTART_AT, "restart Redis", lambda: _restart_redis(stack)))
+        faults = [redis_fault,
                   (COPY_KILL_AT, "kill a copy and start another", lambda: _replace_a_copy(stack, copies, live))]
         workload.start()
         next_sample = SAMPLE_EVERY_SECONDS  # the first once the pools have filled: a baseline
@@ -74,6 +88,13 @@ def _restart_redis(stack: LocalStack) -> str:
     assert stack.redis is not None
     stack.redis.restart()  # not durable: every claim and stored answer is gone
     return "Redis emptied and back"
+
+
+def _fail_over_a_primary(cluster: RedisCluster) -> str:
+    old = cluster.kill_primary()
+    new = cluster.wait_for_failover(old)
+    cluster.bring_back(old)
+    return f"primary :{old.port} killed with SIGKILL, its replica :{new.port} promoted, :{old.port} back as a replica"
 
 
 def _replace_a_copy(stack: LocalStack, copies: dict[str, FunctionCopy], live: list[str]) -> str:

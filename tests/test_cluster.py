@@ -30,6 +30,8 @@ from scaleout import (
     storm,
     wait_for_orders,
 )
+from soak.report import summary, verdict
+from soak.timeline import SoakPlan, run_soak
 from support import Client, Database, metric
 
 pytestmark = pytest.mark.multiprocess
@@ -234,3 +236,18 @@ def test_the_whole_cluster_down_leaves_postgres_to_decide_and_the_copies_find_it
     assert redis_failures(urls, "connection") > 0
     assert_new_keys_replay_from_the_cluster(urls, "after-outage")
 
+
+
+def test_a_short_soak_on_a_cluster_with_a_primary_killed_and_a_copy_killed_keeps_every_acknowledged_order(
+    redis_cluster_servers: RedisCluster,
+) -> None:
+    # The soak starts a cluster of its own; the fixture only skips where redis-cli is missing.
+    report = run_soak(SoakPlan(seconds=25, copies=3, clients=3, redis="cluster"), say=lambda line: None)
+    problems, _ = verdict(report)
+
+    assert problems == [], summary(report)
+    assert [event.split(": ")[1] for event in report.events] == [
+        "kill a cluster primary", "kill a copy and start another",
+    ]
+    assert report.audit.acknowledged > 200
+    assert {status for _, status in report.ledger.answers} <= {0, 200, 201, 409, 503}
