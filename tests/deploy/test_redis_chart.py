@@ -503,3 +503,35 @@ def test_a_restarted_cluster_pod_looks_up_every_nodes_address_again_by_its_name(
     args = (tmp_path / "args").read_text().splitlines()
     assert args[:3] == ["/etc/redis/redis.conf", "--cluster-announce-hostname", pod_name(0)]
     assert args[args.index("--masterauth") + 1] == "s3cret"
+
+
+def test_the_cluster_redis_conf_and_start_arguments_load_in_a_real_redis_server(tmp_path):
+    """The rendered cluster lines (the volume's path swapped for a temp dir) with the
+    arguments start.sh passes: a real redis-server starts as a cluster node on the
+    chart's bus port, announcing its pod's name."""
+    import redis
+
+    from devserver.binaries import redis_server_binary
+    from devserver.servers import free_port
+
+    port, bus = free_port(), free_port()
+    values = {**CLUSTER, "service": {"port": port}, "cluster": {"busPort": bus}}
+    cluster_lines = [line.replace("/data/", f"{tmp_path}/") for line in redis_conf(values) if line.startswith("cluster-")]
+    (tmp_path / "redis.conf").write_text(
+        "\n".join([f"port {port}", "bind 127.0.0.1", f"dir {tmp_path}", 'save ""', *cluster_lines]) + "\n")
+    server = subprocess.Popen(
+        [str(redis_server_binary()), str(tmp_path / "redis.conf"), "--cluster-announce-hostname", pod_name(0),
+         "--requirepass", "s3cret", "--masterauth", "s3cret"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port, password="s3cret", socket_timeout=2)
+        wait_until(lambda: answers(client.ping), what="redis-server", timeout_seconds=10,
+                   still_running=lambda: server.poll() is None)
+        info = client.execute_command("CLUSTER", "INFO").decode()
+        assert client.info("cluster")["cluster_enabled"] == 1
+        assert "cluster_known_nodes:1" in info  # a lone node until the Job joins it
+        assert client.config_get("cluster-port")["cluster-port"] == str(bus)
+        assert (tmp_path / "nodes.conf").exists()
+    finally:
+        server.kill()
+        server.wait()
