@@ -238,6 +238,29 @@ def test_the_whole_cluster_down_leaves_postgres_to_decide_and_the_copies_find_it
 
 
 
+def test_a_shard_lost_with_its_replica_is_clusterdown_counted_as_cluster_and_postgres_decides(
+    start_copies, db: Database, redis_cluster: RedisCluster,
+) -> None:  # type: ignore[no-untyped-def]
+    urls = start_on_cluster(start_copies, redis_cluster)
+    primary = redis_cluster.primaries()[0]
+    replica = redis_cluster.replica_of(primary)
+    survivors = [node for node in redis_cluster.nodes if node not in (primary, replica)]
+
+    replica.kill()
+    primary.kill()
+    eventually(lambda: all(node.info()["cluster_state"] == "fail" for node in survivors), "the cluster to fail")
+    keys = [f"clusterdown-{n}" for n in range(20)]
+    orders = assert_each_key_answered_with_one_order(duplicates_at_once(urls, keys, 4))
+    degraded = health(urls[0])
+    redis_cluster.start_all()
+
+    assert len(orders) == len(keys) and db.order_count(STORM_PROFILE) == len(keys)
+    assert degraded == (200, {"status": "degraded", "postgres": "ok", "redis": "down"})
+    assert redis_failures(urls, "cluster") > 0  # CLUSTERDOWN from the primaries still up
+    assert outcome_total(urls, "replayed-postgres") > 0
+    assert_new_keys_replay_from_the_cluster(urls, "after-clusterdown")
+
+
 def test_a_short_soak_on_a_cluster_with_a_primary_killed_and_a_copy_killed_keeps_every_acknowledged_order(
     redis_cluster_servers: RedisCluster,
 ) -> None:

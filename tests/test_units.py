@@ -141,6 +141,21 @@ def test_a_cluster_url_names_its_seed_nodes_and_tls_and_has_no_database_number()
         parse_redis_url("redis+cluster://n1:7000/1")
 
 
+def test_a_redis_cluster_failure_is_named_by_what_the_cluster_could_not_do() -> None:
+    import redis.exceptions
+
+    from function.claims import failure_kind
+    from function.outcomes import RedisFailure
+
+    assert failure_kind(redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down")) is RedisFailure.CLUSTER
+    assert failure_kind(redis.exceptions.ClusterError("TTL exhausted.")) is RedisFailure.CLUSTER
+    assert failure_kind(redis.exceptions.SlotNotCoveredError("slot 7 not covered")) is RedisFailure.CLUSTER
+    unreachable = redis.exceptions.RedisClusterException("Redis Cluster cannot be connected")
+    unreachable.__cause__ = redis.exceptions.ConnectionError("refused")
+    assert failure_kind(unreachable) is RedisFailure.CONNECTION
+    assert failure_kind(redis.exceptions.ConnectionError("refused")) is RedisFailure.CONNECTION
+
+
 def test_a_database_url_is_read_into_its_parts_with_tls_off_unless_asked() -> None:
     target = parse_database_url("postgresql://orders:p%40ss@db.internal:6432/shop")
     assert (target.host, target.port, target.user, target.password, target.database) == (
