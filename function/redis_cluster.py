@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 import redis.exceptions
+from redis._parsers.commands import AsyncCommandsParser
 from redis.asyncio.cluster import ClusterNode, Connection, RedisCluster
 
 from .outcomes import RedisFailure
@@ -50,17 +51,52 @@ def cluster_client(seeds: ClusterSeeds, options: dict[str, Any]) -> RedisCluster
 
 
 class _Cluster(RedisCluster):
-    """redis-py 7.1 picks a command's node before it reads the slot map, when the map
+    """The cluster client, with what redis-py 7.1 does otherwise (below)."""
+
+    # Retried once (on a slot map read again): a connection that failed. Not CLUSTERDOWN:
+    # redis-py waits 0.25 s before each try, so a retry alone outlasts the default 0.5 s
+    # REDIS_TIMEOUT_SECONDS and a cluster that is down showed as a timeout, every call
+    # taking the whole timeout; now it fails as `cluster` after one wait.
+    ERRORS_ALLOW_RETRY = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)  # type: ignore[assignment]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.commands_parser = _CommandTable(self)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        """redis-py 7.1 picks a command's node before it reads the slot map, when the map
     is not read yet (the first call, and the first after a failed node made it drop
     the map): with no map a keyed command such as EVALSHA goes to a random node, a
     replica or the wrong primary, and a script loaded then lands on the nodes that
     random node knew of. Measured here: a third of the first 50 calls failed with
     NOSCRIPT, for good. Reading the map first routes every call by its key."""
-
-    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         if self._initialize:
             await self.initialize()
         return await super().execute_command(*args, **kwargs)
+
+
+class _CommandTable(AsyncCommandsParser):
+    """Each time redis-py reads the slot map it also asks the first primary for the
+    command table, and fails the whole reading if that one primary does not answer: a
+    primary killed and not yet replaced then failed the calls of every slot, not only
+    its own (measured here: keys on the primaries still up failed with its "connection
+    refused"). Any node's table is the same, so the next one is asked instead."""
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        super().__init__()
+        self._cluster = cluster
+
+    async def initialize(self, node: ClusterNode | None = None) -> None:
+        others = [n for n in self._cluster.nodes_manager.nodes_cache.values() if n is not node]
+        failure: BaseException | None = None
+        for candidate in [node, *others] if node else others:
+            try:
+                return await super().initialize(candidate)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+                failure = exc
+        if failure is not None:
+            raise failure
+        return await super().initialize(node)
 
 
 def _unclosed_node_is_a_warning() -> None:
