@@ -62,10 +62,11 @@ def _run_soak(plan: SoakPlan, say: Callable[[str], None], cluster: RedisCluster 
                             clients=plan.clients, seed=plan.seed)
         say(f"soak: {plan.copies} copies, {plan.clients} clients and a storm, {plan.seconds:.0f} s")
         started = time.monotonic()
-        redis_fault = ((REDIS_RESTART_AT, "kill a cluster primary", lambda: _fail_over_a_primary(cluster))
-                       if cluster else (REDIS_RESTART_AT, "restart Redis", lambda: _restart_redis(stack)))
-        faults = [redis_fault,
+        faults = [(REDIS_RESTART_AT, "restart Redis", lambda: _restart_redis(stack)),
                   (COPY_KILL_AT, "kill a copy and start another", lambda: _replace_a_copy(stack, copies, live))]
+        if cluster is not None:  # Redis's fault on a cluster: a primary killed, not a restart
+            faults = [(at, "kill a cluster primary", lambda: _fail_over_a_primary(cluster)) if name == "restart Redis"
+                      else (at, name, fault) for at, name, fault in faults]
         workload.start()
         next_sample = SAMPLE_EVERY_SECONDS  # the first once the pools have filled: a baseline
         while (elapsed := time.monotonic() - started) < plan.seconds:
