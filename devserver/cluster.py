@@ -15,10 +15,9 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, cast
+from typing import Any, Callable, Iterator, cast
 
 import redis
-from redis.crc import key_slot
 
 from .binaries import _package_dir, _pip_forced, redis_server_binary
 from .servers import READY_TIMEOUT_SECONDS, _Process, free_port, port_is_free
@@ -174,9 +173,6 @@ class RedisCluster:
                 return slots.primary
         raise RuntimeError(f"slot {slot} is not served")
 
-    def primary_for_key(self, key: str | bytes) -> ClusterNode:
-        return self.owner_of(key_slot(key.encode() if isinstance(key, str) else key))
-
     def node_on(self, port: int) -> ClusterNode:
         for node in self.nodes:
             if node.port == port:
@@ -319,10 +315,6 @@ def local_cluster() -> Iterator[RedisCluster]:
     finally:
         cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def slots_of(keys: Iterable[str]) -> set[int]:
-    return {key_slot(key.encode()) for key in keys}
 
 
 def _replication(node: ClusterNode) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Redis as a Redis Cluster of real processes (three primaries, a replica each): records
 spread over every primary, a duplicate storm across copies, a primary killed mid-storm
 and replaced by its replica, a slot moved between primaries while its keys are claimed,
-and the whole cluster gone. Whatever the cluster does, PostgreSQL's constraint keeps
+a shard lost with its replica, the whole cluster gone, and a short soak on a cluster. Whatever the cluster does, PostgreSQL's constraint keeps
 every key to one order, and the copies find the cluster again by themselves."""
 
 from __future__ import annotations
