@@ -64,12 +64,13 @@ class _Cluster(RedisCluster):
         self.commands_parser = _CommandTable(self)
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        """redis-py 7.1 picks a command's node before it reads the slot map, when the map
-    is not read yet (the first call, and the first after a failed node made it drop
-    the map): with no map a keyed command such as EVALSHA goes to a random node, a
-    replica or the wrong primary, and a script loaded then lands on the nodes that
-    random node knew of. Measured here: a third of the first 50 calls failed with
-    NOSCRIPT, for good. Reading the map first routes every call by its key."""
+        """redis-py 7.1 picks a command's node before it reads the slot map, when the
+        map is not read yet (the first call, and the first after a failed node made it
+        drop the map): with no map a keyed command such as EVALSHA goes to a random
+        node, a replica or the wrong primary, and a script loaded then lands on the
+        nodes that random node knew of. Measured here: a third of the first 50 calls
+        failed with NOSCRIPT, for good. Reading the map first routes every call by its
+        key."""
         if self._initialize:
             await self.initialize()
         return await super().execute_command(*args, **kwargs)
@@ -126,7 +127,8 @@ def _ask_on_the_connection_that_sent_asking() -> None:
     "TTL exhausted". Measured here: 1-116 failed calls per slot moved under 16 callers,
     none with this. Taking the most recently freed connection (as redis-py's plain
     connection pool does) sends the command on ASKING's connection, since nothing runs
-    between the two. Installed once, for the cluster client only."""
+    between the two. Installed when the first cluster client is built; it changes
+    redis-py's ClusterNode for the whole process, where nothing else uses it."""
     if getattr(ClusterNode.acquire_connection, "_last_freed_first", False):
         return
     take_new = ClusterNode.acquire_connection
