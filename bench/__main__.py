@@ -24,7 +24,7 @@ from typing import Any
 from devserver.copies import web_command
 from devserver.stack import LocalStack
 
-from . import coldstart, listing, machine, profiling, publishing, report, scaleout, targets, tracing
+from . import cluster, coldstart, listing, machine, profiling, publishing, report, scaleout, targets, tracing
 from .copies import FLOORS, UNBATCHED, floor_command, is_asgi
 from .knative import knative_settings
 from .plan import FULL, QUICK, Plan
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     options = _parser().parse_args(argv)
     plan = QUICK if options.quick else FULL
     started = time.perf_counter()
-    results = run(plan, say=_progress(started))
+    results = run(plan, say=_progress(started), redis=options.redis)
     results["durationSeconds"] = round(time.perf_counter() - started, 1)
     options.output.mkdir(parents=True, exist_ok=True)
     (options.output / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run(plan: Plan, *, say: Callable[[str], None]) -> dict[str, Any]:
+def run(plan: Plan, *, say: Callable[[str], None], redis: str = "node") -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
     # The Knative settings, except the pooling mode: knative/ points at a transaction-mode
     # PgBouncer, the bench's copy at PostgreSQL itself (the PgBouncer point sets its own).
@@ -112,6 +112,9 @@ def run(plan: Plan, *, say: Callable[[str], None]) -> dict[str, Any]:
         say(f"GET /orders with 10 and {plan.big_profile_orders} orders")
         results["listing"] = listing.listing_latency(
             function.url, stack.database_url, run_id, plan.big_profile_orders, plan.seconds / 2)
+        if redis == "cluster":
+            say("replays and creates on a local Redis Cluster beside one Redis")
+            results["redisCluster"] = cluster.cluster_cost(stack, plan)
         results["targets"] = targets.judge(results)  # last: some are judged on cold start and tracing
         results["loadAverageAtEnd"] = [round(value, 2) for value in os.getloadavg()]
     return results
@@ -189,6 +192,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true",
                         help="one short point per scenario (under a minute): proves the suite runs")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR, help="where latest.json/.md go")
+    parser.add_argument("--redis", choices=("node", "cluster"), default="node",
+                        help="cluster: also replay and create on a local Redis Cluster beside one Redis (same run)")
     return parser
 
 

@@ -35,6 +35,7 @@ def markdown(r: dict[str, Any]) -> str:
         *_targets(r),
         *_storm(r),
         *_tracing(r),
+        *_cluster(r),
         *_publishing(r),
         *_pgbouncer(r),
         *_profiles(r),
@@ -126,6 +127,27 @@ def _tracing(r: dict[str, Any]) -> list[str]:
 
 def ratio_of(value: float | None, base: float | None) -> float | None:
     return round(value / base, 2) if value and base else None
+
+
+def _cluster(r: dict[str, Any]) -> list[str]:
+    cost = r.get("redisCluster")
+    if not cost:
+        return []
+    if "skipped" in cost:
+        return ["", "## Redis Cluster", "", f"Skipped: {cost['skipped']}"]
+    lines = ["", "## Redis Cluster beside one Redis", "",
+             f"Two copies in the same run, {cost['connections']} connections, alternated: one on the stack's Redis, one "
+             "on a local Redis Cluster (3 primaries, a replica each). Copy CPU per request is the figure to compare.", ""]
+    rows = [(scenario, kind, _num(point["throughput"]), _num(point["p50"]), _num(point["p99"]),
+             _num(point["copyCpuMicrosecondsPerRequest"]), _join(cost["cpuByRound"][scenario][kind]))
+            for scenario, by_kind in cost["points"].items() for kind, point in by_kind.items()]
+    lines += _table(["point", "Redis", "req/s", "p50 ms", "p99 ms", "copy CPU µs/req", "CPU by round"], "llrrrrr", rows)
+    ratios = ", ".join(f"{scenario} {r['copyCpuPerRequest']}x (medians {r['copyCpuPerRequestMedians']}x)"
+                       for scenario, r in cost["clusterOverNode"].items())
+    piped = cost["pipelining"]
+    return lines + ["", f"Cluster over one Redis, copy CPU per request: {ratios}. Script calls in one process: "
+                    f"{piped['pipelined']['cpuMicrosecondsPerCall']} µs pipelined per primary, "
+                    f"{piped['alone']['cpuMicrosecondsPerCall']} µs sent alone."]
 
 
 def _publishing(r: dict[str, Any]) -> list[str]:

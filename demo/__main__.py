@@ -12,6 +12,7 @@ the demo could not run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from devserver.copies import PROJECT_ROOT
+from devserver.cluster import local_cluster
 from devserver.stack import LocalStack
 from loadgen.storm import LoadShape, Run, fire
 
@@ -43,20 +45,28 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give target URLs, --spawn N or --autoscale: exactly one of them")
     if options.watch_pods and not options.targets:
         parser.error("--watch-pods watches a cluster's pods: give the route's URL (and --host) too")
+    if options.redis == "cluster" and (options.targets or options.redis_url):
+        parser.error("--redis cluster starts a local Redis Cluster: with --spawn or --autoscale, without --redis-url")
     errors = Console(stderr=True)
-    timeline: Timeline | None = None
     try:
-        if options.autoscale:
-            run, figures, timeline = _autoscaled(options, errors)
-        elif options.spawn:
-            run, figures = _on_spawned_copies(options, _shape(options), errors)
-        else:
-            run, figures, timeline = _on_targets(options, _shape(options), errors)
+        with contextlib.ExitStack() as servers:
+            if options.redis == "cluster":
+                with errors.status("starting a local Redis Cluster (3 primaries, a replica each) ..."):
+                    options.redis_url = servers.enter_context(local_cluster()).url
+            run, figures, timeline = _run(options, errors)
     except Exception as exc:  # a server that did not start, a target that does not answer
         errors.print(f"[bold red]the demo could not run:[/] {type(exc).__name__}: {exc}")
         return 2
     _report(options, run, figures, timeline)
     return 0 if guarantees_held(figures) else 1
+
+
+def _run(options: argparse.Namespace, errors: Console) -> tuple[Run, dict[str, Any], Timeline | None]:
+    if options.autoscale:
+        return _autoscaled(options, errors)
+    if options.spawn:
+        return (*_on_spawned_copies(options, _shape(options), errors), None)
+    return _on_targets(options, _shape(options), errors)
 
 
 def _shape(options: argparse.Namespace) -> LoadShape:
@@ -170,6 +180,8 @@ def _parser() -> argparse.ArgumentParser:
                              "(kubeconfig or in-cluster) and draw them in the timeline")
     parser.add_argument("--database-url", help="use this PostgreSQL instead of starting one")
     parser.add_argument("--redis-url", help="use this Redis instead of starting one")
+    parser.add_argument("--redis", choices=("node", "cluster"), default="node",
+                        help="with --spawn or --autoscale: one Redis (default) or a local Redis Cluster")
     scaling = parser.add_argument_group("--autoscale knobs (named after Knative's autoscaling annotations)")
     scaling.add_argument("--target", type=float, default=Knobs.target,
                          help=f"in-flight requests per copy before one is added ({Knobs.target:g})")

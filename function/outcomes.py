@@ -38,6 +38,7 @@ class RedisFailure(enum.StrEnum):
     CONNECTION = "connection"                 # refused or dropped
     READONLY = "readonly"                     # a replica, or a primary demoted by a failover
     UNREADABLE_RECORD = "unreadable-record"   # a value we cannot parse
+    CLUSTER = "cluster"                       # a Redis Cluster could not serve the key's slot (CLUSTERDOWN, redirections that never settled)
     OTHER = "other"
 
 

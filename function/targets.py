@@ -18,6 +18,8 @@ SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 DATABASE_OPTIONS = frozenset({"sslmode", "sslrootcert", "application_name"})
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 SENTINEL_SCHEME = "redis+sentinel://"
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+CLUSTER_OPTIONS = frozenset({"ssl_ca_certs", "ssl_cert_reqs"})
 
 
 class TargetError(ValueError):
@@ -45,9 +47,23 @@ class Sentinels:
 
 
 @dataclass(frozen=True)
+class ClusterSeeds:
+    """Some nodes of a Redis Cluster: the client asks them for the rest (slots, primaries,
+    replicas) and follows the cluster from there. A cluster has one database, 0."""
+
+    addresses: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False  # rediss+cluster://
+    ssl_ca_certs: str | None = None
+    ssl_cert_reqs: str = "required"
+
+
+@dataclass(frozen=True)
 class RedisTarget:
     url: str = field(repr=False)  # redis:// rediss:// unix://, passed to redis-py as it is
     sentinels: Sentinels | None = None  # set instead for redis+sentinel://
+    cluster: ClusterSeeds | None = None  # set instead for redis+cluster:// and rediss+cluster://
 
 
 def parse_database_url(url: str) -> DatabaseTarget:
@@ -73,8 +89,10 @@ def parse_database_url(url: str) -> DatabaseTarget:
 def parse_redis_url(url: str) -> RedisTarget:
     if url.startswith(SENTINEL_SCHEME):
         return RedisTarget(url, _sentinels(url[len(SENTINEL_SCHEME):]))
+    if url.startswith(CLUSTER_SCHEMES):
+        return RedisTarget(url, cluster=_cluster_seeds(url))
     if not url.startswith(REDIS_SCHEMES):
-        raise TargetError(f"it must start with one of {', '.join(REDIS_SCHEMES + (SENTINEL_SCHEME,))}")
+        raise TargetError(f"it must start with one of {', '.join(REDIS_SCHEMES + (SENTINEL_SCHEME,) + CLUSTER_SCHEMES)}")
     if not url.startswith("unix://"):
         parts = urlsplit(url)
         _port(parts.netloc, default=6379)
@@ -101,6 +119,31 @@ def _sentinels(rest: str) -> Sentinels:
     if not service_name:
         raise TargetError("a sentinel URL names the service: redis+sentinel://host:port/service_name")
     return Sentinels(tuple(addresses), unquote(service_name), _db("/" + db), password)
+
+
+def _cluster_seeds(url: str) -> ClusterSeeds:
+    """`redis[s]+cluster://[[user]:password@]host:port[,host:port...][?ssl_ca_certs=...]`"""
+    scheme, _, rest = url.partition("://")
+    rest, _, query = rest.partition("?")
+    location, slash, path = rest.partition("/")
+    if path.strip("/"):
+        raise TargetError("a cluster URL has no database number: a Redis Cluster has only database 0")
+    credentials, at, hosts = location.rpartition("@")
+    username, _, password = credentials.partition(":") if at else ("", "", "")
+    addresses = []
+    for address in hosts.split(","):
+        host, colon, port = address.rpartition(":")
+        if not colon or not host:
+            raise TargetError("each cluster node must be host:port")
+        addresses.append((host.strip("[]"), _port("x:" + port, default=6379)))
+    options = _options(query, CLUSTER_OPTIONS)
+    cert_reqs = options.get("ssl_cert_reqs", "required")
+    if cert_reqs not in ("none", "optional", "required"):
+        raise TargetError("ssl_cert_reqs must be one of none, optional, required")
+    return ClusterSeeds(
+        tuple(addresses), unquote(username) or None, unquote(password) or None,
+        tls=scheme == "rediss+cluster", ssl_ca_certs=options.get("ssl_ca_certs"), ssl_cert_reqs=cert_reqs,
+    )
 
 
 def _port(netloc: str, *, default: int) -> int:

@@ -18,12 +18,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-partitions", action="store_true",
                         help="leave out the partitions and resets (nftables rules on loopback; root)")
+    parser.add_argument("--redis", choices=("node", "cluster"), default="node",
+                        help="one Redis restarted mid-run (default), or a Redis Cluster whose primary is killed")
     options = parser.parse_args(argv)
     if options.minutes <= 0 or options.copies < 2:
         parser.error("--minutes must be positive and --copies at least 2 (one is killed)")
     report = run_soak(SoakPlan(
         seconds=options.minutes * 60, copies=options.copies, clients=options.clients,
         lease_seconds=options.lease_seconds, seed=options.seed, partitions=not options.no_partitions,
+        redis=options.redis,
     ), say=lambda line: print(line, flush=True))
     print(summary(report))
     problems, _ = verdict(report)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from devserver import netfaults
+from devserver.cluster import RedisCluster, local_cluster
 from devserver.stack import LocalStack
 from devserver.copies import FunctionCopy
 
@@ -49,6 +50,10 @@ class SoakPlan:
     seed: int = 1
     # Partitions and resets in the nemesis (skipped, and said so, where nft or root is missing).
     partitions: bool = True
+    # "node": one Redis, restarted empty mid-run; "cluster": a Redis Cluster (three
+    # primaries, a replica each) whose primary is killed mid-run, failed over to its
+    # replica and brought back as a replica.
+    redis: str = "node"
 
 
 @dataclass
@@ -61,8 +66,15 @@ class SoakReport:
 
 
 def run_soak(plan: SoakPlan, say: Callable[[str], None] = print) -> SoakReport:
+    if plan.redis == "cluster":
+        with local_cluster() as cluster:
+            return _run_soak(plan, say, cluster)
+    return _run_soak(plan, say, None)
+
+
+def _run_soak(plan: SoakPlan, say: Callable[[str], None], cluster: RedisCluster | None) -> SoakReport:
     env = {"IDEMPOTENCY_LEASE_SECONDS": str(plan.lease_seconds)}
-    with LocalStack(plan.copies, env=env) as stack:
+    with LocalStack(plan.copies, env=env, redis_url=cluster.url if cluster else None) as stack:
         copies = {f"copy-{n}": copy for n, copy in enumerate(stack.copies)}
         live = list(copies)
         ledger, samples, events = Ledger(), [], []
@@ -72,9 +84,12 @@ def run_soak(plan: SoakPlan, say: Callable[[str], None] = print) -> SoakReport:
         started = time.monotonic()
         faults = [(REDIS_RESTART_AT, "restart Redis", lambda: _restart_redis(stack)),
                   (COPY_KILL_AT, "kill a copy and start another", lambda: _replace_a_copy(stack, copies, live))]
+        if cluster is not None:  # Redis's fault on a cluster: a primary killed, not a restart
+            faults = [(at, "kill a cluster primary", lambda: _fail_over_a_primary(cluster)) if name == "restart Redis"
+                      else (at, name, fault) for at, name, fault in faults]
         network = _network_faults(stack, say) if plan.partitions else None
         if network is not None:
-            faults = sorted(faults + _partitions(stack, network))
+            faults = sorted(faults + _partitions(stack, network, cluster))
         workload.start()
         next_sample = SAMPLE_EVERY_SECONDS  # the first once the pools have filled: a baseline
         try:
@@ -105,6 +120,13 @@ def _restart_redis(stack: LocalStack) -> str:
     return "Redis emptied and back"
 
 
+def _fail_over_a_primary(cluster: RedisCluster) -> str:
+    old = cluster.kill_primary()
+    new = cluster.wait_for_failover(old)
+    cluster.bring_back(old)
+    return f"primary :{old.port} killed with SIGKILL, its replica :{new.port} promoted, :{old.port} back as a replica"
+
+
 def _replace_a_copy(stack: LocalStack, copies: dict[str, FunctionCopy], live: list[str]) -> str:
     doomed = live[0]
     live.remove(doomed)  # clients stop picking it; requests already sent are cut by the kill
@@ -128,12 +150,26 @@ def _network_faults(stack: LocalStack, say: Callable[[str], None]) -> netfaults.
     return netfaults.NetworkFaults()
 
 
-def _partitions(stack: LocalStack, network: netfaults.NetworkFaults) -> list[tuple[float, str, Callable[[], str]]]:
-    assert stack.postgres is not None and stack.redis is not None
-    postgres, redis = stack.postgres.port, stack.redis.port
+def _partitions(
+    stack: LocalStack, network: netfaults.NetworkFaults, cluster: RedisCluster | None,
+) -> list[tuple[float, str, Callable[[], str]]]:
+    """On a cluster, Redis's partitions cut the copies off one primary (whichever is one
+    when the fault starts); its cluster bus stays up, so it is not failed over."""
+    assert stack.postgres is not None
+    postgres_port = stack.postgres.port
 
-    def held(fault: Callable[[int], None], port: int, seconds: float, what: str) -> Callable[[], str]:
+    def postgres() -> int:
+        return postgres_port
+
+    def redis() -> int:
+        if cluster is not None:
+            return cluster.primaries()[0].port
+        assert stack.redis is not None
+        return stack.redis.port
+
+    def held(fault: Callable[[int], None], port_of: Callable[[], int], seconds: float, what: str) -> Callable[[], str]:
         def run() -> str:
+            port = port_of()
             fault(port)
             try:
                 time.sleep(seconds)  # the partition's length is the fault itself, not a wait for something

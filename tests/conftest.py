@@ -22,8 +22,8 @@ from devserver.servers import PostgresServer, RedisServer
 from hardening.server_errors import LogWatch
 from support import Client, Database, empty_stores, migrated_postgres
 
-# PgBouncer, Redis Sentinel and the many-copies fixtures.
-pytest_plugins = ["scaleout_fixtures"]
+# PgBouncer, Redis Sentinel and the many-copies fixtures; a Redis Cluster.
+pytest_plugins = ["scaleout_fixtures", "cluster_fixtures"]
 
 # Generated tests (Hypothesis, schemathesis) are repeatable by default, so a run passes or
 # fails the same way on every machine; HYPOTHESIS_PROFILE=explore draws fresh examples.

@@ -34,6 +34,8 @@ GOOD = {"DATABASE_URL": f"postgresql://orders:{PASSWORD}@127.0.0.1:5/orders", "R
         ("REDIS_URL", f"redis://:{PASSWORD}@cache:6379/0?socket_timeout=soon"),
         ("REDIS_URL", f"redis+sentinel://:{PASSWORD}@s1:26379,s2/orders"),
         ("REDIS_URL", f"redis+sentinel://:{PASSWORD}@s1:26379"),
+        ("REDIS_URL", f"redis+cluster://:{PASSWORD}@n1:7000,n2:7001/0"),
+        ("REDIS_URL", f"rediss+cluster://:{PASSWORD}@n1:7000,n2"),
         ("IDEMPOTENCY_WAIT_SECONDS", "nan"),
         ("IDEMPOTENCY_WAIT_SECONDS", "inf"),
         ("DATABASE_STATEMENT_TIMEOUT_SECONDS", "Infinity"),

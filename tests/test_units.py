@@ -9,7 +9,7 @@ from function.inputs import encode_cursor, parse_cursor, parse_idempotency_key
 from function.problems import InvalidIdempotencyKey, InvalidParameter
 from function.records import Claimed, Create, Done, InFlight, Reject, Replay, Wait, decide, decode, encode, redis_key
 from function.settings import ConfigError, Settings
-from function.targets import parse_database_url, parse_redis_url
+from function.targets import TargetError, parse_database_url, parse_redis_url
 from hardening.server_errors import server_errors
 
 URLS = {"DATABASE_URL": "postgresql://u:secret@db:5432/orders", "REDIS_URL": "redis://cache:6379/0"}
@@ -128,6 +128,33 @@ def test_a_sentinel_url_names_every_sentinel_the_service_and_the_database() -> N
     assert target.sentinels.addresses == (("s1", 26379), ("s2", 26380), ("::1", 26381))
     assert (target.sentinels.service_name, target.sentinels.db, target.sentinels.password) == ("orders", 2, "pw")
     assert "pw" not in repr(target)
+
+
+def test_a_cluster_url_names_its_seed_nodes_and_tls_and_has_no_database_number() -> None:
+    target = parse_redis_url("redis+cluster://:p%40ss@n1:7000,n2:7001,[::1]:7002")
+    assert target.cluster is not None and target.sentinels is None
+    assert target.cluster.addresses == (("n1", 7000), ("n2", 7001), ("::1", 7002))
+    assert (target.cluster.password, target.cluster.tls) == ("p@ss", False)
+    assert "p@ss" not in repr(target)
+    tls = parse_redis_url("rediss+cluster://orders:pw@n1:7000?ssl_ca_certs=/etc/ca.pem").cluster
+    assert tls is not None and (tls.tls, tls.username, tls.ssl_ca_certs) == (True, "orders", "/etc/ca.pem")
+    with pytest.raises(TargetError, match="no database number"):
+        parse_redis_url("redis+cluster://n1:7000/1")
+
+
+def test_a_redis_cluster_failure_is_named_by_what_the_cluster_could_not_do() -> None:
+    import redis.exceptions
+
+    from function.claims import failure_kind
+    from function.outcomes import RedisFailure
+
+    assert failure_kind(redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down")) is RedisFailure.CLUSTER
+    assert failure_kind(redis.exceptions.ClusterError("TTL exhausted.")) is RedisFailure.CLUSTER
+    assert failure_kind(redis.exceptions.SlotNotCoveredError("slot 7 not covered")) is RedisFailure.CLUSTER
+    unreachable = redis.exceptions.RedisClusterException("Redis Cluster cannot be connected")
+    unreachable.__cause__ = redis.exceptions.ConnectionError("refused")
+    assert failure_kind(unreachable) is RedisFailure.CONNECTION
+    assert failure_kind(redis.exceptions.ConnectionError("refused")) is RedisFailure.CONNECTION
 
 
 def test_a_database_url_is_read_into_its_parts_with_tls_off_unless_asked() -> None:

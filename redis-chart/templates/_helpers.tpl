@@ -72,3 +72,21 @@ redis-password
 {{- end -}}
 {{- join "," $hosts -}}
 {{- end -}}
+
+{{- define "redis.clusterMode" -}}
+{{- if eq .Values.architecture "cluster" }}true{{ end -}}
+{{- end -}}
+
+{{/* Pods in cluster mode: every primary and its replicas. */}}
+{{- define "redis.clusterNodes" -}}
+{{- mul (int .Values.cluster.primaries) (add 1 (int .Values.cluster.replicasPerPrimary)) -}}
+{{- end -}}
+
+{{/* Every cluster pod as host:port, the seed nodes of REDIS_URL. */}}
+{{- define "redis.clusterHosts" -}}
+{{- $hosts := list -}}
+{{- range $n := until (int (include "redis.clusterNodes" .)) -}}
+{{- $hosts = append $hosts (printf "%s-%d.%s:%d" (include "redis.fullname" $) $n (include "redis.podDomain" $) (int $.Values.service.port)) -}}
+{{- end -}}
+{{- join "," $hosts -}}
+{{- end -}}

@@ -36,8 +36,12 @@ VALUE_SETS = {
     "sentinel": {"architecture": "sentinel"},
     "sentinel, auth off, five pods": {"architecture": "sentinel", "auth": {"enabled": False},
                                       "sentinel": {"replicas": 5, "quorum": 3}},
+    "cluster": {"architecture": "cluster"},
+    "cluster, auth off, four primaries without replicas": {
+        "architecture": "cluster", "auth": {"enabled": False}, "cluster": {"primaries": 4, "replicasPerPrimary": 0}},
 }
 SENTINEL = {"architecture": "sentinel"}
+CLUSTER = {"architecture": "cluster"}
 
 
 def answers(call) -> bool:  # type: ignore[no-untyped-def]
@@ -396,3 +400,138 @@ def test_the_sentinel_configuration_the_script_writes_loads_in_a_real_sentinel(t
     finally:
         sentinel.kill()
         sentinel.wait()
+
+
+# --- cluster mode --------------------------------------------------------------------
+
+
+def test_cluster_mode_runs_one_pod_per_node_started_together_with_the_bus_port_open():
+    assert statefulset(CLUSTER)["spec"]["replicas"] == 6  # 3 primaries x (1 + 1 replica)
+    assert statefulset(VALUE_SETS["cluster, auth off, four primaries without replicas"])["spec"]["replicas"] == 4
+    assert statefulset(CLUSTER)["spec"]["podManagementPolicy"] == "Parallel"
+    (container,) = statefulset(CLUSTER)["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["sh", "/etc/redis/start.sh", "redis"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"redis": 6379, "cluster-bus": 16379}
+    service = find(objects(CLUSTER), "Service", REDIS_RELEASE)
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {"redis": 6379, "cluster-bus": 16379}
+    assert service["spec"]["publishNotReadyAddresses"] is True
+
+
+def test_cluster_mode_keeps_each_nodes_identity_on_its_volume_and_tells_clients_dns_names():
+    conf = redis_conf(CLUSTER)
+    assert "cluster-enabled yes" in conf and "cluster-config-file /data/nodes.conf" in conf
+    assert "cluster-node-timeout 5000" in conf and "cluster-port 16379" in conf
+    assert "cluster-preferred-endpoint-type hostname" in conf
+    assert not any(line.startswith("cluster-") for line in redis_conf())  # standalone unchanged
+
+
+def test_the_cluster_is_created_once_by_a_post_install_job_over_every_pod():
+    job = find(objects(CLUSTER), "Job", f"{REDIS_RELEASE}-create-cluster")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install"
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["sh", "/etc/redis/create-cluster.sh"]
+    assert container["env"][0]["name"] == "REDISCLI_AUTH"
+    script = find(objects(CLUSTER), "ConfigMap", REDIS_RELEASE)["data"]["create-cluster.sh"]
+    assert "for n in $(seq 0 5)" in script and "--cluster-replicas 1 --cluster-yes" in script
+    assert "cluster_known_nodes:1" in script  # a cluster that exists is left alone
+    assert not [doc for doc in objects() if doc["kind"] == "Job"]
+
+
+def test_the_notes_give_the_cluster_url_naming_every_pod_as_a_seed():
+    notes = render_chart(CLUSTER)["redis/templates/NOTES.txt"]
+    hosts = ",".join(f"{REDIS_RELEASE}-{n}.{HOST}:6379" for n in range(6))
+    assert f"redis+cluster://:<password>@{hosts}" in notes
+    from function.targets import parse_redis_url
+
+    seeds = parse_redis_url(f"redis+cluster://:pw@{hosts}").cluster
+    assert seeds is not None and len(seeds.addresses) == 6
+
+
+def test_cluster_values_out_of_range_or_without_a_volume_are_rejected():
+    import helm_python
+
+    with pytest.raises(helm_python.HelmValuesError):
+        render_chart({"architecture": "cluster", "cluster": {"primaries": 2}})
+    with pytest.raises(helm_python.HelmRenderError, match="nodes.conf"):
+        render_chart({"architecture": "cluster", "persistence": {"enabled": False}})
+
+
+def test_the_cluster_scripts_are_valid_shell():
+    for values in (CLUSTER, VALUE_SETS["cluster, auth off, four primaries without replicas"]):
+        data = find(objects(values), "ConfigMap", REDIS_RELEASE)["data"]
+        for name in ("start.sh", "create-cluster.sh"):
+            checked = subprocess.run(["sh", "-n"], input=data[name], text=True, capture_output=True, check=False)
+            assert checked.returncode == 0, (name, checked.stderr)
+
+
+def test_the_chart_lints_clean_in_cluster_mode():
+    import helm_python
+
+    report = helm_python.lint(str(REDIS_CHART), CLUSTER, strict=True, namespace=NAMESPACE,
+                              kube_version="v1.30.0")
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not problems and not report["errors"], report
+
+
+def test_a_restarted_cluster_pod_looks_up_every_nodes_address_again_by_its_name(tmp_path):
+    # nodes.conf as Redis 7 writes it with announced hostnames: the IPs are last start's.
+    (tmp_path / "nodes.conf").write_text(
+        f"aaa 10.0.0.1:6379@16379,{pod_name(0)} myself,master - 0 0 1 connected 0-5460\n"
+        f"bbb 10.0.0.2:6379@16379,{pod_name(1)},shard-id=x master - 0 0 2 connected 5461-10922\n"
+        "ccc 10.0.0.3:6379@16379 master - 0 0 3 connected 10923-16383\n"
+        "vars currentEpoch 3 lastVoteEpoch 0\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stand_ins = {
+        "hostname": f"echo {REDIS_RELEASE}-0",
+        # The cluster's DNS: pod 0 and 1 have new IPs; an unknown name resolves to nothing.
+        "getent": f'case "$2" in {pod_name(0)}) echo "10.1.0.7 x";; {pod_name(1)}) echo "10.1.0.8 y";; *) exit 2;; esac',
+        "redis-server": f'printf "%s\\n" "$@" > {tmp_path}/args',
+    }
+    for name, body in stand_ins.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "start.sh").write_text(start_script(CLUSTER))
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REDIS_PASSWORD": "s3cret", "DATA_DIR": str(tmp_path)}
+    subprocess.run(["sh", str(tmp_path / "start.sh"), "redis"], env=env, check=True, timeout=30)
+
+    lines = (tmp_path / "nodes.conf").read_text().splitlines()
+    assert lines[0].startswith(f"aaa 10.1.0.7:6379@16379,{pod_name(0)} myself,master")
+    assert lines[1].startswith(f"bbb 10.1.0.8:6379@16379,{pod_name(1)},shard-id=x master")
+    assert lines[2].startswith("ccc 10.0.0.3:6379@16379 master")  # no name announced: kept
+    assert lines[3] == "vars currentEpoch 3 lastVoteEpoch 0"
+    args = (tmp_path / "args").read_text().splitlines()
+    assert args[:3] == ["/etc/redis/redis.conf", "--cluster-announce-hostname", pod_name(0)]
+    assert args[args.index("--masterauth") + 1] == "s3cret"
+
+
+def test_the_cluster_redis_conf_and_start_arguments_load_in_a_real_redis_server(tmp_path):
+    """The rendered cluster lines (the volume's path swapped for a temp dir) with the
+    arguments start.sh passes: a real redis-server starts as a cluster node on the
+    chart's bus port, announcing its pod's name."""
+    import redis
+
+    from devserver.binaries import redis_server_binary
+    from devserver.servers import free_port
+
+    port, bus = free_port(), free_port()
+    values = {**CLUSTER, "service": {"port": port}, "cluster": {"busPort": bus}}
+    cluster_lines = [line.replace("/data/", f"{tmp_path}/") for line in redis_conf(values) if line.startswith("cluster-")]
+    (tmp_path / "redis.conf").write_text(
+        "\n".join([f"port {port}", "bind 127.0.0.1", f"dir {tmp_path}", 'save ""', *cluster_lines]) + "\n")
+    server = subprocess.Popen(
+        [str(redis_server_binary()), str(tmp_path / "redis.conf"), "--cluster-announce-hostname", pod_name(0),
+         "--requirepass", "s3cret", "--masterauth", "s3cret"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port, password="s3cret", socket_timeout=2)
+        wait_until(lambda: answers(client.ping), what="redis-server", timeout_seconds=10,
+                   still_running=lambda: server.poll() is None)
+        info = client.execute_command("CLUSTER", "INFO").decode()
+        assert client.info("cluster")["cluster_enabled"] == 1
+        assert "cluster_known_nodes:1" in info  # a lone node until the Job joins it
+        assert client.config_get("cluster-port")["cluster-port"] == str(bus)
+        assert (tmp_path / "nodes.conf").exists()
+    finally:
+        server.kill()
+        server.wait()
