@@ -110,10 +110,10 @@ async def _pipelining(url: str, seconds: float) -> dict[str, Any]:
     for key in keys:
         await store.claim_or_read(key, InFlight("0" * 64, "bench"), 60_000)
 
-    async def pipelined(key: str) -> object:
+    async def pipelined(key: bytes) -> object:
         return await store._pipeline.call(script, key, args)
 
-    async def alone(key: str) -> object:
+    async def alone(key: bytes) -> object:
         return await script(keys=[key], args=list(args))
 
     results = {}
@@ -126,7 +126,7 @@ async def _pipelining(url: str, seconds: float) -> dict[str, Any]:
     return best
 
 
-async def _calls(call: Any, keys: list[str], seconds: float) -> dict[str, Any]:
+async def _calls(call: Any, keys: list[bytes], seconds: float) -> dict[str, Any]:
     done = 0
     deadline = time.perf_counter() + seconds
 
