@@ -5,6 +5,7 @@ Fixtures only: what tests import lives in support.py."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -18,6 +19,7 @@ import pytest
 from devserver.copies import FunctionCopy, start_together
 from devserver.servers import PostgresServer, RedisServer
 from hardening.server_errors import LogWatch
+from inprocess import no_500, serving_in_process
 from support import Client, Database, empty_stores, migrated_postgres
 
 # PgBouncer, Redis Sentinel and the many-copies fixtures.
@@ -92,6 +94,38 @@ def api_copy(base_env: dict[str, str], workdir: Path) -> Iterator[FunctionCopy]:
 @pytest.fixture
 def api(api_copy: FunctionCopy, db: Database) -> Client:
     return Client(api_copy.url)
+
+
+@pytest.fixture(scope="session")
+def app_in_process(base_env: dict[str, str]) -> Iterator[Client]:
+    """The function's real ASGI app in this process, default settings, lifespan run,
+    shared by the in-process contract tests (tests/inprocess.py)."""
+    with serving_in_process(base_env) as client:
+        yield client
+
+
+@pytest.fixture
+def app(app_in_process: Client, db: Database) -> Iterator[Client]:
+    """Like `api`, in-process: the same Client calls, answered without a server process."""
+    yield app_in_process
+    no_500(app_in_process)
+
+
+@pytest.fixture
+def serve_in_process(base_env: dict[str, str], db: Database) -> Iterator[Callable[..., Client]]:
+    """Like `start_copies` for one copy, in-process: the app with extra env (settings
+    given this way are parsed by the same Settings.from_env a copy runs)."""
+    with contextlib.ExitStack() as apps:
+        started: list[Client] = []
+
+        def serve(**env: str) -> Client:
+            client = apps.enter_context(serving_in_process({**base_env, **env}))
+            started.append(client)
+            return client
+
+        yield serve
+        for client in started:
+            no_500(client)
 
 
 _log_numbers = itertools.count()

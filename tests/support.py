@@ -9,6 +9,7 @@ import re
 import socket
 import uuid
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -51,11 +52,13 @@ class Database:
 
 
 class Client:
-    """requests, with the order routes spelled out."""
+    """requests, with the order routes spelled out. `http` is a requests.Session for a
+    copy's URL, or the in-process app's session (tests/inprocess.py), which takes the
+    same calls: a test runs on either by the fixture it names (`api` or `app`)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, http: Any = None) -> None:
         self.url = url
-        self.http = requests.Session()
+        self.http = requests.Session() if http is None else http
 
     def create(
         self, body: Any = ORDER, *, key: str | None = "auto", profile: str | None = "alice",
