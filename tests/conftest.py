@@ -158,6 +158,18 @@ def no_copy_answered_a_500(workdir: Path) -> Iterator[None]:
     assert not errors, f"copies answered 500 or crashed: {errors}"
 
 
+# A test that names one of these talks to a copy of its own process (or several).
+PROCESS_FIXTURES = frozenset({"api", "api_copy", "start_copies", "pooled_copies", "pooled_db"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks `process` what a copy serves (by the fixtures it names, or the multiprocess
+    mark): `make test-fast` runs the rest, the in-process and pure tests."""
+    for item in items:
+        if item.get_closest_marker("multiprocess") or PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.process)
+
+
 @pytest.fixture(autouse=True)
 def isolate_environment() -> Iterator[None]:
     saved = dict(os.environ)
