@@ -19,7 +19,7 @@ PINS   := $(VENV)/constraints.txt
 # Where `make demo` draws its timeline: under .local/, out of `git status`.
 DEMO_PLOT ?= .local/demo/autoscale.png
 
-.PHONY: run test migrate typecheck bench demo demo-tools soak lock clean
+.PHONY: run test test-fast migrate typecheck bench demo demo-tools soak lock clean
 
 run: $(LOCAL)
 	$(BIN)/python -m devserver
@@ -29,6 +29,11 @@ migrate: $(LOCAL)
 
 test: $(DEV)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The in-process and pure tests: every test no copy of its own process serves (conftest.py
+# marks those `process`). Under a minute; `make test` runs them and the process layer.
+test-fast: $(DEV)
+	$(BIN)/python -m pytest -m "not process" $(PYTEST_ARGS)
 
 typecheck: $(DEV)
 	$(BIN)/python -m mypy $(TYPED)
