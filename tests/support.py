@@ -5,7 +5,6 @@ several modules make (a problem+json answer, one order per key after a storm).""
 from __future__ import annotations
 
 import json
-import re
 import socket
 import uuid
 from collections import defaultdict
@@ -18,6 +17,7 @@ from devserver.servers import PostgresServer, RedisServer
 from function.migrate import apply_migrations
 from function.records import InFlight, decode, redis_key
 from loadgen.audit import audit
+from loadgen.exposition import outcome_counts, sample
 from loadgen.storm import Run
 
 ORDER = {"productId": "sku-1", "productQuantity": 2}
@@ -76,20 +76,12 @@ class Client:
 
     def outcome_count(self, outcome: str) -> float:
         """This copy's orders_idempotency_outcomes_total for one outcome, from /metrics."""
-        text = self.get("/metrics", profile=None).text
-        match = re.search(rf'orders_idempotency_outcomes_total{{outcome="{outcome}"}} (\S+)', text)
-        return float(match.group(1)) if match else 0.0
+        return outcome_counts(self.get("/metrics", profile=None).text)[outcome]
 
     def get(self, path: str, *, profile: str | None = "alice", **kwargs: Any) -> requests.Response:
         headers = {"X-Profile-Id": profile} if profile is not None else {}
         headers.update(kwargs.pop("headers", {}))
         return self.http.get(self.url + path, headers=headers, timeout=30, **kwargs)
-
-
-def sample(exposition: str, name: str, labels: str = "") -> float:
-    """One sample of a Prometheus text exposition (`labels` as printed: `{kind="timeout"}`); 0 if absent."""
-    match = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", exposition, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 CREATE_EVENT = "com.example.order.create"
@@ -160,7 +152,7 @@ def assert_one_order_per_key(run: Run, db: Database) -> None:
 
 
 def metric(client: Client, name: str, labels: str = "") -> float:
-    """One sample of the copy's own /metrics (see `sample`)."""
+    """One sample of the copy's own /metrics (see loadgen.exposition.sample)."""
     return sample(client.get("/metrics", profile=None).text, name, labels)
 
 

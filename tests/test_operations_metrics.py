@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import requests
 
-from support import ORDER, Client, Database, sample
+from loadgen.exposition import sample, scrape
+from support import ORDER, Client, Database
 from devserver.copies import FunctionCopy
 from devserver.servers import free_port
 from function.fingerprint import fingerprint
@@ -16,10 +16,6 @@ from function.inputs import order_request_from
 from function.records import InFlight, encode, redis_key
 
 FINGERPRINT = fingerprint(order_request_from(ORDER).canonical())
-
-
-def scrape(copy: FunctionCopy) -> str:
-    return requests.get(copy.url + "/metrics", timeout=30).text
 
 
 def redis_now_ms(redis_server: Any) -> int:
@@ -46,7 +42,7 @@ def test_a_claim_whose_lease_ran_out_is_taken_over_counted_once_and_makes_one_or
 
     assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers
     assert again.headers["Idempotent-Replayed"] == "true" and again.json() == first.json()
-    assert sample(scrape(copy), "orders_claims_taken_over_total") == 1
+    assert sample(scrape(copy.url), "orders_claims_taken_over_total") == 1
     assert db.order_count() == 1
 
 
@@ -63,7 +59,7 @@ def test_a_takeover_of_an_owner_that_committed_then_hung_returns_its_order_not_a
 
     assert retry.status_code == 201 and retry.headers["Idempotent-Replayed"] == "true"
     assert retry.json() == original.json()
-    text = scrape(copy)
+    text = scrape(copy.url)
     assert sample(text, "orders_claims_taken_over_total") == 1
     assert sample(text, "orders_idempotency_outcomes_total", '{outcome="replayed-postgres"}') == 1
     assert db.order_count() == 1
@@ -77,7 +73,7 @@ def test_a_claim_within_its_lease_is_waited_for_not_taken_over(
 
     assert Client(copy.url).create(key="alive").status_code == 409
 
-    text = scrape(copy)
+    text = scrape(copy.url)
     assert sample(text, "orders_claims_taken_over_total") == 0
     assert sample(text, "orders_waits_total", '{ended="conflict"}') == 1
     assert db.order_count() == 0
@@ -97,7 +93,7 @@ def test_every_wait_is_counted_once_by_how_it_ended(
     assert client.create(key="stale-claim").headers["Idempotent-Replayed"] == "true"
     assert client.create(key="in-flight").status_code == 409
 
-    text = scrape(copy)
+    text = scrape(copy.url)
     ended = {how: sample(text, "orders_waits_total", f'{{ended="{how}"}}')
              for how in ("done", "found-in-postgres", "claimed", "conflict", "mismatch", "redis-down", "failed")}
     assert ended == {"done": 0, "found-in-postgres": 1, "claimed": 0, "conflict": 1, "mismatch": 0,
@@ -112,7 +108,7 @@ def test_redis_failures_are_counted_by_kind_and_the_orders_are_still_made(
     answer = Client(copy.url).create(key="no-redis")
 
     assert answer.status_code == 201
-    text = scrape(copy)
+    text = scrape(copy.url)
     assert sample(text, "orders_redis_failures_total", '{kind="connection"}') >= 1
     assert sample(text, "orders_redis_failures_total", '{kind="timeout"}') == 0
     assert sample(text, "orders_degraded_operations_total") == 1
@@ -128,7 +124,7 @@ def test_the_pool_gauges_and_latency_by_outcome_add_up_after_requests(
         client.create(key=f"pool-{n}")
     client.create(key="pool-0")
 
-    text = scrape(copy)
+    text = scrape(copy.url)
     assert sample(text, "orders_db_pool_connections_max") == 3
     assert sample(text, "orders_db_pool_connections_in_use") == 0
     assert sample(text, "orders_db_pool_waiting_requests") == 0
