@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-
 from loadgen.exposition import sample, scrape
 from support import ORDER, Client, Database
 from devserver.copies import FunctionCopy
