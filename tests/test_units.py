@@ -10,7 +10,6 @@ from function.problems import InvalidIdempotencyKey, InvalidParameter
 from function.records import Claimed, Create, Done, InFlight, Reject, Replay, Wait, decide, decode, encode, redis_key
 from function.settings import ConfigError, Settings
 from function.targets import parse_database_url, parse_redis_url
-from hardening.server_errors import server_errors
 
 URLS = {"DATABASE_URL": "postgresql://u:secret@db:5432/orders", "REDIS_URL": "redis://cache:6379/0"}
 
@@ -107,20 +106,6 @@ def test_a_missing_or_malformed_variable_is_named_and_no_password_is_shown(env, 
     assert named in str(raised.value) and "secret" not in str(raised.value)
 
 
-def test_the_log_watch_sees_an_error_line_from_any_server_and_any_line_that_is_not_json() -> None:
-    log = "\n".join([
-        '{"time":"t","level":"info","message":"request","status":201}',
-        '{"time":"t","level":"error","message":"unhandled error","route":"create"}',
-        '{"time":"t","level":"error","message":"Exception in ASGI application","logger":"uvicorn.error"}',
-        '{"time":"t","level":"critical","message":"WORKER TIMEOUT (pid:7)","logger":"gunicorn.error"}',
-        "Traceback (most recent call last):",
-        '{"time":"t","level":"info","message":"Worker (pid:7) was sent SIGTERM!","logger":"gunicorn.error"}',
-        '{"time":"t","level":"info","message":"request","status":503}',
-    ])
-    assert len(server_errors(log)) == 4
-    assert server_errors('{"level":"warning","message":"schema not checked at start-up"}') == []
-
-
 def test_a_sentinel_url_names_every_sentinel_the_service_and_the_database() -> None:
     target = parse_redis_url("redis+sentinel://:pw@s1:26379,s2:26380,[::1]:26381/orders/2")
     assert target.sentinels is not None
@@ -141,15 +126,3 @@ def test_a_database_url_is_read_into_its_parts_with_tls_off_unless_asked() -> No
 def test_a_wait_that_is_not_a_finite_number_is_refused(value: str) -> None:
     with pytest.raises(ConfigError, match="IDEMPOTENCY_WAIT_SECONDS must be a number"):
         Settings.from_env({**URLS, "IDEMPOTENCY_WAIT_SECONDS": value})
-
-
-def test_the_framework_patch_refuses_a_functions_framework_that_no_longer_has_what_it_replaces(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import functions_framework.aio
-
-    from function.framework import FrameworkChanged, answer_framework_errors_as_problems
-
-    monkeypatch.delattr(functions_framework.aio, "Starlette")  # as if an upgrade renamed it
-    with pytest.raises(FrameworkChanged):
-        answer_framework_errors_as_problems()
