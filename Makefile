@@ -10,7 +10,7 @@ LOCAL  := $(VENV)/.installed-local
 DEMO   := $(VENV)/.installed-demo
 DEV    := $(VENV)/.installed-dev
 # Everything mypy checks: the function and every tool around it.
-TYPED  := function devserver loadgen demo bench soak
+TYPED  := function devserver loadgen demo bench soak tests
 # What the image installs, exact versions with every file's hash (`make lock` remakes it
 # from requirements.txt). The local installs take its versions, without the hashes, as
 # constraints: what `make test` passes with is what ships.

@@ -9,7 +9,7 @@ import socket
 import uuid
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import requests
 
@@ -159,13 +159,13 @@ def metric(client: Client, name: str, labels: str = "") -> float:
 def redis_script_calls(redis_server: RedisServer) -> int:
     """Lua script calls Redis has run (INFO commandstats): every claim-or-read, finish
     and release is one, so a rising count shows a duplicate polling for its original."""
-    stats = redis_server.client().info("commandstats")
+    stats = cast(dict[str, Any], redis_server.client().info("commandstats"))  # redis-py types a reply as maybe-awaitable
     return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval"))
 
 
 def claim_held(redis_server: RedisServer, profile: str, key: str) -> bool:
     """Whether some request holds the key's claim in Redis right now."""
-    raw = redis_server.client().get(redis_key(profile, key))
+    raw = cast(bytes | None, redis_server.client().get(redis_key(profile, key)))
     return raw is not None and isinstance(decode(raw), InFlight)
 
 

@@ -10,6 +10,7 @@ import requests
 
 from support import CREATE_EVENT as CREATE
 from support import Client, Database, assert_problem, binary_event
+from devserver.servers import PostgresServer
 
 
 
@@ -111,7 +112,7 @@ def test_a_plain_post_to_the_root_is_not_an_event_and_says_so(app: Client) -> No
     assert_problem(response, 400, "CloudEvent")
 
 
-def test_an_event_while_postgresql_is_down_is_a_503_so_knative_retries(app: Client, db: Database, postgres) -> None:  # type: ignore[no-untyped-def]
+def test_an_event_while_postgresql_is_down_is_a_503_so_knative_retries(app: Client, db: Database, postgres: PostgresServer) -> None:
     postgres.stop()
     response = binary_event(app, {"productQuantity": 1, "profileId": "alice"}, event_id="down")
     assert_problem(response, 503)

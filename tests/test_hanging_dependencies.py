@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -14,6 +15,8 @@ from devserver.waiting import wait_until
 from loadgen.audit import audit
 from loadgen.keyed import KeyedLoad
 from support import Client, Database, metric
+from devserver.copies import FunctionCopy
+from devserver.servers import PostgresServer, RedisServer
 
 pytestmark = pytest.mark.multiprocess
 
@@ -38,15 +41,15 @@ def degraded_count(client: Client) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def timed(request) -> tuple[requests.Response, float]:  # type: ignore[no-untyped-def]
+def timed(request) -> tuple[requests.Response, float]:
     started = time.monotonic()
     response = request()
     return response, time.monotonic() - started
 
 
 def test_with_redis_hanging_orders_are_made_and_replayed_from_postgresql_within_the_redis_timeout(
-    api: Client, db: Database, redis_server
-) -> None:  # type: ignore[no-untyped-def]
+    api: Client, db: Database, redis_server: RedisServer
+) -> None:
     before_pause = api.create(key="before-pause")
     wait_for_redis_in_use(api)  # no cool-down left from an earlier test: Redis is asked
     degraded_before = degraded_count(api)
@@ -71,8 +74,8 @@ def test_with_redis_hanging_orders_are_made_and_replayed_from_postgresql_within_
 
 
 def test_after_redis_resumes_the_fast_path_comes_back_by_itself(
-    api: Client, db: Database, redis_server
-) -> None:  # type: ignore[no-untyped-def]
+    api: Client, db: Database, redis_server: RedisServer
+) -> None:
     wait_for_redis_in_use(api)
     redis_server.pause()
     try:
@@ -94,8 +97,8 @@ def test_after_redis_resumes_the_fast_path_comes_back_by_itself(
 
 
 def test_a_key_made_while_redis_hung_is_not_blocked_by_the_claim_redis_runs_when_it_resumes(
-    api: Client, db: Database, redis_server
-) -> None:  # type: ignore[no-untyped-def]
+    api: Client, db: Database, redis_server: RedisServer
+) -> None:
     wait_for_redis_in_use(api)
     redis_server.pause()
     try:
@@ -115,8 +118,8 @@ def test_a_key_made_while_redis_hung_is_not_blocked_by_the_claim_redis_runs_when
 
 
 def test_with_postgresql_hanging_requests_get_a_503_in_bounded_time_and_the_pool_recovers(
-    api: Client, db: Database, postgres
-) -> None:  # type: ignore[no-untyped-def]
+    api: Client, db: Database, postgres: PostgresServer
+) -> None:
     with ThreadPoolExecutor(4) as pool:  # every pooled connection of the copy is in use
         list(pool.map(lambda n: api.create(key=f"warm-{n}"), range(4)))
     postgres.pause()
@@ -142,8 +145,8 @@ def test_with_postgresql_hanging_requests_get_a_503_in_bounded_time_and_the_pool
 
 
 def test_a_copy_killed_under_load_leaves_one_order_per_key_and_every_acknowledged_order_stored(
-    start_copies, db: Database, postgres
-) -> None:  # type: ignore[no-untyped-def]
+    start_copies: Callable[..., list[FunctionCopy]], db: Database, postgres: PostgresServer
+) -> None:
     lease_seconds = 2
     doomed, survivor = start_copies(2, IDEMPOTENCY_LEASE_SECONDS=str(lease_seconds))
     load = KeyedLoad([doomed.url, survivor.url], clients=6, keys_per_client=60)

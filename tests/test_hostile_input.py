@@ -9,7 +9,7 @@ import base64
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import requests
@@ -263,5 +263,5 @@ def send(app: Client, hostile: Hostile, *, victim_order: str) -> requests.Respon
 
 
 def assert_every_redis_key_is_a_hash(redis_server: RedisServer) -> None:
-    keys = redis_server.client().keys("*")
+    keys = cast(list[bytes], redis_server.client().keys("*"))
     assert all(HASHED_REDIS_KEY.fullmatch(key) for key in keys), keys

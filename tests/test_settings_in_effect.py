@@ -15,6 +15,7 @@ from devserver.servers import PostgresServer, RedisServer
 from devserver.waiting import wait_until
 from function.records import redis_key
 from support import Client, Database, assert_problem, claim_held, redis_script_calls
+from devserver.copies import FunctionCopy
 
 
 def test_on_mismatch_replay_answers_a_changed_body_with_the_original_order(
@@ -108,8 +109,8 @@ def _fingerprint() -> str:
 
 @pytest.mark.multiprocess
 def test_a_duplicate_on_another_copy_waits_for_the_original_and_answers_with_its_order(
-    start_copies, db: Database, postgres, redis_server
-) -> None:  # type: ignore[no-untyped-def]
+    start_copies: Callable[..., list[FunctionCopy]], db: Database, postgres: PostgresServer, redis_server: RedisServer
+) -> None:
     first_copy, second_copy = start_copies(2)
     # given: the original's INSERT is held back by an uncommitted row for the same key,
     # so it stays in flight while its duplicate arrives on the other copy.

@@ -55,7 +55,7 @@ DONE = Done("fp", "id", b"{}")
         (DONE, DIFFERENT, True, Replay(DONE)),
     ],
 )
-def test_every_row_of_the_decision_table(found, fp, replay_on_mismatch, action) -> None:  # type: ignore[no-untyped-def]
+def test_every_row_of_the_decision_table(found, fp, replay_on_mismatch, action) -> None:
     assert decide(found, fp, replay_on_mismatch) == action
 
 
@@ -100,7 +100,7 @@ def test_settings_have_the_contracts_defaults() -> None:
         ({**URLS, "DATABASE_POOL_SIZE": "-2"}, "DATABASE_POOL_SIZE"),
     ],
 )
-def test_a_missing_or_malformed_variable_is_named_and_no_password_is_shown(env, named) -> None:  # type: ignore[no-untyped-def]
+def test_a_missing_or_malformed_variable_is_named_and_no_password_is_shown(env, named) -> None:
     with pytest.raises(ConfigError) as raised:
         Settings.from_env(env)
     assert named in str(raised.value) and "secret" not in str(raised.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+from typing import Any, Callable, cast
 
 import pytest
 import yaml
@@ -24,7 +25,7 @@ from .manifests import (
 HOST = f"{REDIS_RELEASE}.{NAMESPACE}.svc.cluster.local"
 
 # Value sets a user is likely to install with; every one must render valid objects.
-VALUE_SETS = {
+VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "auth off": {"auth": {"enabled": False}},
     "existing secret": {"auth": {"existingSecret": "orders-redis-auth",
@@ -37,10 +38,10 @@ VALUE_SETS = {
     "sentinel, auth off, five pods": {"architecture": "sentinel", "auth": {"enabled": False},
                                       "sentinel": {"replicas": 5, "quorum": 3}},
 }
-SENTINEL = {"architecture": "sentinel"}
+SENTINEL: dict[str, Any] = {"architecture": "sentinel"}
 
 
-def answers(call) -> bool:  # type: ignore[no-untyped-def]
+def answers(call: Callable[[], object]) -> bool:
     """Whether a Redis call got an answer (the server is up and listening)."""
     import redis
 
@@ -364,7 +365,7 @@ def replication_info(tmp_path, args: list[str]) -> dict:
         client = redis.Redis(port=port, password="s3cret", socket_timeout=2)
         wait_until(lambda: answers(client.ping), what="redis-server", timeout_seconds=10,
                    still_running=lambda: server.poll() is None)
-        return client.info("replication")
+        return cast(dict[str, Any], client.info("replication"))
     finally:
         server.kill()
         server.wait()
