@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from typing import Callable
 
-from loadgen.storm import LoadShape, fire
-from support import Database, assert_one_order_per_key
 from devserver.copies import FunctionCopy
 from devserver.servers import RedisServer
+from loadgen.storm import LoadShape, fire
+from support import Database, assert_one_order_per_key
 
 pytestmark = pytest.mark.multiprocess
 

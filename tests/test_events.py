@@ -8,9 +8,9 @@ import json
 import pytest
 import requests
 
+from devserver.servers import PostgresServer
 from support import CREATE_EVENT as CREATE
 from support import Client, Database, assert_problem, binary_event
-from devserver.servers import PostgresServer
 
 
 

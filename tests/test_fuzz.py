@@ -21,12 +21,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from support import Database
-from hardening.documented import documented_operations, load_document
+from devserver.copies import FunctionCopy
 from function.fingerprint import fingerprint
 from function.inputs import MAX_KEY_LENGTH, decode_json, parse_idempotency_key
 from function.problems import InvalidIdempotencyKey
-from devserver.copies import FunctionCopy
+from hardening.documented import documented_operations, load_document
+from support import Database
 
 FUZZ_CHECKS = [
     not_a_server_error,

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import pytest
 import requests
 
+from devserver.copies import FunctionCopy
+from devserver.servers import PostgresServer, RedisServer
 from devserver.waiting import wait_until
 from loadgen.audit import audit
 from loadgen.keyed import KeyedLoad
 from support import Client, Database, metric
-from devserver.copies import FunctionCopy
-from devserver.servers import PostgresServer, RedisServer
 
 pytestmark = pytest.mark.multiprocess
 

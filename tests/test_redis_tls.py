@@ -3,18 +3,18 @@ only, with the server's certificate verified (never switched off to make it work
 
 from __future__ import annotations
 
-from typing import Any, cast
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import requests
 
-from support import Client, Database
 from devserver.copies import FunctionCopy
 from devserver.servers import RedisServer
 from devserver.tls import make_certificates
 from devserver.waiting import NotReady
+from support import Client, Database
 
 pytestmark = pytest.mark.multiprocess
 

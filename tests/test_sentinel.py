@@ -11,10 +11,10 @@ from typing import Any, Callable, cast
 
 import pytest
 
-from support import Database
+from devserver.copies import FunctionCopy
 from devserver.sentinel import SentinelSet
 from devserver.servers import RedisServer
-from devserver.copies import FunctionCopy
+from support import Database
 from scaleout import (
     StormResult,
     acknowledged,

@@ -11,11 +11,11 @@ from typing import Callable
 import pytest
 import requests
 
+from devserver.copies import FunctionCopy
 from devserver.servers import PostgresServer, RedisServer
 from devserver.waiting import wait_until
 from function.records import redis_key
 from support import Client, Database, assert_problem, claim_held, redis_script_calls
-from devserver.copies import FunctionCopy
 
 
 def test_on_mismatch_replay_answers_a_changed_body_with_the_original_order(

@@ -8,10 +8,10 @@ from typing import Callable
 import pytest
 import requests
 
-from devserver.waiting import wait_until
-from support import Client, Database, accepts_connections, claim_held
 from devserver.copies import FunctionCopy
 from devserver.servers import PostgresServer, RedisServer
+from devserver.waiting import wait_until
+from support import Client, Database, accepts_connections, claim_held
 
 pytestmark = pytest.mark.multiprocess
 

@@ -11,10 +11,10 @@ import pytest
 import requests
 
 from devserver.copies import FunctionCopy
+from devserver.servers import PostgresServer, RedisServer
 from devserver.waiting import wait_until
 from function.migrate import ADVISORY_LOCK_ID
 from support import fresh_database
-from devserver.servers import PostgresServer, RedisServer
 
 pytestmark = pytest.mark.multiprocess
 

@@ -4,17 +4,17 @@ for their original, and creates waiting for PostgreSQL, leave the copy free to s
 from __future__ import annotations
 
 import threading
-from typing import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import psutil
 import pytest
 import requests
 
-from devserver.waiting import wait_until
-from support import Client, Database, claim_held, metric
 from devserver.copies import FunctionCopy
 from devserver.servers import PostgresServer, RedisServer
+from devserver.waiting import wait_until
+from support import Client, Database, claim_held, metric
 
 pytestmark = pytest.mark.multiprocess
 

@@ -16,12 +16,12 @@ from typing import Any, Iterator, cast
 import pytest
 import requests
 
-from support import Database, ORDER, fresh_database
 from devserver import container
 from devserver.container import ContainerCopy
+from devserver.servers import PostgresServer, RedisServer
 from devserver.waiting import wait_until
 from function.migrate import pending_files
-from devserver.servers import PostgresServer, RedisServer
+from support import Database, ORDER, fresh_database
 
 MISSING = container.missing_tools()
 pytestmark = [
