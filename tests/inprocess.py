@@ -12,6 +12,7 @@ codes, SIGTERM, gunicorn and uvicorn framing, copies racing, crashes) stays on c
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import types
 from typing import Any, Iterator, Mapping
@@ -28,6 +29,18 @@ BASE_URL = "http://testserver"
 _PROCESS_ONLY = ("WORKERS", "PROMETHEUS_MULTIPROC_DIR")
 
 
+class ErrorWatch(logging.Handler):
+    """What copies' logs are read for (hardening/server_errors.py), seen in this process:
+    every record at error or above, from the function, uvicorn or anything under them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append(f"{record.name}: {record.getMessage()}"[:300])
+
+
 class InProcessSession:
     """requests' calling convention (what the tests use) over a TestClient: `data=` of
     text, bytes or an iterator of chunks is the raw body, and a header value is sent in
@@ -37,6 +50,18 @@ class InProcessSession:
         self.client = client
         self.failures: list[str] = []  # every 500 answered: guarantee 4 says there are none
         self.service: service.Service | None = None  # built by its first request
+        self.errors = ErrorWatch()  # on the root logger while this app serves (re-added: each start configures logging)
+
+    def watch_errors(self) -> None:
+        root = logging.getLogger()
+        if self.errors not in root.handlers:
+            root.addHandler(self.errors)
+
+    def failed(self) -> list[str]:
+        """The 500s answered and the errors logged since the last call."""
+        found = self.failures + self.errors.seen
+        self.failures, self.errors.seen = [], []
+        return found
 
     def request(self, method: str, url: str, **kwargs: Any) -> Any:
         data = kwargs.get("data")
@@ -48,6 +73,7 @@ class InProcessSession:
         if self.service is not None and service._built.get(os.getpid()) is not self.service:
             raise RuntimeError("another in-process app serves now (service.py keeps one per process): "
                                "use this one before the other starts or after it stops")
+        self.watch_errors()
         response = self.client.request(method, url, **kwargs)
         self.service = service._built.get(os.getpid())
         if response.status_code == 500:
@@ -77,6 +103,7 @@ def serving_in_process(env: Mapping[str, str]) -> Iterator[Client]:
     app serves, that place holds this app's Service, and the previous one is put back after.
     """
     env = {name: value for name, value in env.items() if name not in _PROCESS_ONLY}
+    session: InProcessSession | None = None
     saved = dict(service._built)
     service._built.clear()
     try:
@@ -85,16 +112,21 @@ def serving_in_process(env: Mapping[str, str]) -> Iterator[Client]:
             "handle", "function/main.py", "http", types.SimpleNamespace(handle=handle), None,
         )
         with TestClient(app, base_url=BASE_URL) as test_client:
-            yield Client(BASE_URL, http=InProcessSession(test_client))
+            session = InProcessSession(test_client)
+            session.watch_errors()
+            yield Client(BASE_URL, http=session)
     finally:
+        if session is not None:
+            logging.getLogger().removeHandler(session.errors)
         service._built.clear()
         service._built.update(saved)
 
 
 def no_500(client: Client) -> None:
-    """Fails the test whose requests the in-process app answered with a 500 (the copies'
-    logs are read for the same, by conftest's no_copy_answered_a_500)."""
+    """Fails the test whose requests the in-process app answered with a 500, or during
+    which it logged an error (copies' logs are read for the same, by conftest's
+    no_copy_answered_a_500)."""
     session = client.http
     if isinstance(session, InProcessSession):
-        failures, session.failures = session.failures, []
-        assert not failures, f"the app answered 500: {failures}"
+        failed = session.failed()
+        assert not failed, f"the app answered 500 or logged an error: {failed}"
