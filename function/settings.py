@@ -153,6 +153,15 @@ class Settings:
         return cls(**values, **_jwt_verification(env))
 
 
+def one_from_env(env: Mapping[str, str], name: str) -> Any:
+    """One setting (a Settings field name), read as from_env reads it: for a tool that
+    needs a few, such as `python -m function.migrate`, without requiring all."""
+    for field_name, declared, default in declarations():
+        if field_name == name:
+            return declared.value(env, default)
+    raise KeyError(name)
+
+
 def declarations() -> list[tuple[str, Declared, Any]]:
     """(field name, its declaration, its default: REQUIRED if it has none), in field order."""
     return [

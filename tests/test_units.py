@@ -8,7 +8,7 @@ from function.fingerprint import fingerprint
 from function.inputs import encode_cursor, parse_cursor, parse_idempotency_key
 from function.problems import InvalidIdempotencyKey, InvalidParameter
 from function.records import Claimed, Create, Done, InFlight, Reject, Replay, Wait, decide, decode, encode, redis_key
-from function.settings import ConfigError, Settings
+from function.settings import ConfigError, Settings, declarations, one_from_env
 from function.targets import parse_database_url, parse_redis_url
 
 URLS = {"DATABASE_URL": "postgresql://u:secret@db:5432/orders", "REDIS_URL": "redis://cache:6379/0"}
@@ -126,3 +126,10 @@ def test_a_database_url_is_read_into_its_parts_with_tls_off_unless_asked() -> No
 def test_a_wait_that_is_not_a_finite_number_is_refused(value: str) -> None:
     with pytest.raises(ConfigError, match="IDEMPOTENCY_WAIT_SECONDS must be a number"):
         Settings.from_env({**URLS, "IDEMPOTENCY_WAIT_SECONDS": value})
+
+
+def test_a_tool_reading_one_setting_reads_it_as_a_copy_does() -> None:
+    env = {**URLS, "MIGRATION_TIMEOUT_SECONDS": "7", "DATABASE_CONNECT_TIMEOUT_SECONDS": "1.5", "AUTO_MIGRATE": "no"}
+    settings = Settings.from_env(env)
+    for name, _, _ in declarations():
+        assert one_from_env(env, name) == getattr(settings, name), name
