@@ -115,8 +115,8 @@ def app(app_in_process: Client, db: Database) -> Iterator[Client]:
 def serve_in_process(base_env: dict[str, str], db: Database) -> Iterator[Callable[..., Client]]:
     """Like `start_copies` for one copy, in-process: the app with extra env (settings
     given this way are parsed by the same Settings.from_env a copy runs)."""
+    started: list[Client] = []
     with contextlib.ExitStack() as apps:
-        started: list[Client] = []
 
         def serve(**env: str) -> Client:
             client = apps.enter_context(serving_in_process({**base_env, **env}))
@@ -124,8 +124,8 @@ def serve_in_process(base_env: dict[str, str], db: Database) -> Iterator[Callabl
             return client
 
         yield serve
-        for client in started:
-            no_500(client)
+    for client in started:  # after each app's lifespan ended: what it logged then counts too
+        no_500(client)
 
 
 _log_numbers = itertools.count()
