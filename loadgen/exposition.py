@@ -14,9 +14,12 @@ Labels = frozenset[tuple[str, str]]
 
 
 def scrape(url: str, timeout_seconds: float = 10) -> str:
-    """The exposition text of the copy at `url`."""
+    """The exposition text of the server at `url`; empty where it exposes none (the
+    bench's floors answer every path with an order)."""
     response = requests.get(url + "/metrics", timeout=timeout_seconds)
     response.raise_for_status()
+    if not response.headers.get("Content-Type", "").startswith("text/plain"):
+        return ""
     return response.text
 
 
