@@ -18,6 +18,7 @@ import pytest
 
 from devserver.copies import FunctionCopy, start_together
 from devserver.servers import PostgresServer, RedisServer
+from devserver.waiting import wait_until
 from hardening.server_errors import LogWatch
 from inprocess import no_500, serving_in_process
 from support import Client, Database, empty_stores, migrated_postgres
@@ -106,7 +107,13 @@ def app_in_process(base_env: dict[str, str]) -> Iterator[Client]:
 
 @pytest.fixture
 def app(app_in_process: Client, db: Database) -> Iterator[Client]:
-    """Like `api`, in-process: the same Client calls, answered without a server process."""
+    """Like `api`, in-process: the same Client calls, answered without a server process.
+    Ready first, as a copy is when started: after an earlier test restarted PostgreSQL the
+    shared app's pool holds dead connections, found on use (database.py retries a dead one
+    once, on the next pooled one, which may be dead too: a 503), so /healthz is asked
+    until PostgreSQL answers."""
+    wait_until(lambda: app_in_process.get("/healthz", profile=None).status_code == 200,
+               what="the in-process app ready", timeout_seconds=30)
     yield app_in_process
     no_500(app_in_process)
 
