@@ -10,7 +10,7 @@ LOCAL  := $(VENV)/.installed-local
 DEMO   := $(VENV)/.installed-demo
 DEV    := $(VENV)/.installed-dev
 # Everything mypy checks: the function and every tool around it.
-TYPED  := function devserver loadgen demo bench soak
+TYPED  := function devserver loadgen demo bench soak tests
 # What the image installs, exact versions with every file's hash (`make lock` remakes it
 # from requirements.txt). The local installs take its versions, without the hashes, as
 # constraints: what `make test` passes with is what ships.
@@ -19,7 +19,7 @@ PINS   := $(VENV)/constraints.txt
 # Where `make demo` draws its timeline: under .local/, out of `git status`.
 DEMO_PLOT ?= .local/demo/autoscale.png
 
-.PHONY: run test migrate typecheck bench demo demo-tools soak lock clean
+.PHONY: run test test-fast migrate typecheck bench demo demo-tools soak lock clean
 
 run: $(LOCAL)
 	$(BIN)/python -m devserver
@@ -29,6 +29,11 @@ migrate: $(LOCAL)
 
 test: $(DEV)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The in-process and pure tests: every test no copy of its own process serves (conftest.py
+# marks those `process`). Under a minute; `make test` runs them and the process layer.
+test-fast: $(DEV)
+	$(BIN)/python -m pytest -m "not process" $(PYTEST_ARGS)
 
 typecheck: $(DEV)
 	$(BIN)/python -m mypy $(TYPED)

@@ -15,19 +15,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-import requests
 
 from devserver.copies import FunctionCopy
 from devserver.stack import Connection
 from loadgen.audit import audit
+from loadgen import exposition
 from loadgen.closed_loop import Measurement, NextRequest, measure
+from loadgen.exposition import sample, scrape
 
 from . import traffic
 from .cpu import tree_cpu_seconds, tree_usage
 from .plan import Plan
 from .stats import figures
 
-OUTCOME_SERIES = "orders_idempotency_outcomes_total"
 
 
 class Scenarios:
@@ -170,12 +170,7 @@ class Scenarios:
 
 def outcome_counts(url: str) -> Counter[str]:
     """The function's idempotency outcome counters (per worker: exact with WORKERS=1)."""
-    counts: Counter[str] = Counter()
-    for line in requests.get(url + "/metrics", timeout=10).text.splitlines():
-        if line.startswith(OUTCOME_SERIES + "{"):
-            labels, _, value = line.rpartition(" ")
-            counts[labels.split('outcome="')[1].split('"')[0]] = int(float(value))
-    return counts
+    return exposition.outcome_counts(scrape(url))
 
 
 @dataclass(frozen=True)
@@ -189,12 +184,8 @@ class Batches:
 
 def insert_batches(url: str) -> Batches:
     """The copy's group-commit histogram totals (0 for a floor, which has none)."""
-    values = {"count": 0.0, "sum": 0.0}
-    for line in requests.get(url + "/metrics", timeout=10).text.splitlines():
-        for suffix in values:
-            if line.startswith(f"orders_insert_batch_creates_{suffix} "):
-                values[suffix] = float(line.rpartition(" ")[2])
-    return Batches(values["count"], values["sum"])
+    text = scrape(url)
+    return Batches(sample(text, "orders_insert_batch_creates_count"), sample(text, "orders_insert_batch_creates_sum"))
 
 
 def _check_storm(measured: Measurement, database_url: str, profile: str, prefix: str) -> dict[str, Any]:

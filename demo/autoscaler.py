@@ -24,11 +24,11 @@ import requests
 from devserver.copies import FunctionCopy
 from devserver.stack import LocalStack
 from devserver.waiting import NotReady
+from loadgen.exposition import outcome_counts, scrape
 from loadgen.storm import Planned
 
 TICK_SECONDS = 0.1
 SCRAPE_SECONDS = 0.5  # each ready copy's /metrics outcome counters, for the timeline
-OUTCOME_SERIES = "orders_idempotency_outcomes_total"
 # A scale-down waits this much longer for a copy with requests in flight to drain.
 DRAIN_PATIENCE_SECONDS = 1.0
 
@@ -272,12 +272,7 @@ class Autoscaler:
 
     def _scrape(self, scaled: ScaledCopy) -> None:
         try:
-            text = requests.get(scaled.copy.url + "/metrics", timeout=2).text
+            text = scrape(scaled.copy.url, timeout_seconds=2)
         except requests.RequestException:
             return
-        counts: Counter[str] = Counter()
-        for line in text.splitlines():
-            if line.startswith(OUTCOME_SERIES + "{"):
-                labels, _, value = line.rpartition(" ")
-                counts[labels.split('outcome="')[1].split('"')[0]] = int(float(value))
-        scaled.outcomes = counts
+        scaled.outcomes = outcome_counts(text)

@@ -93,7 +93,7 @@ class ClusterNode(_Process):
         except redis.RedisError:
             return None
 
-    def keys(self, pattern: str = "*") -> list[bytes]:
+    def keys(self, pattern: str | bytes = "*") -> list[bytes]:
         with self.client() as client:
             return cast(list[bytes], client.keys(pattern))
 
@@ -186,7 +186,7 @@ class RedisCluster:
                 return node
         raise RuntimeError(f"{primary.address} has no replica")
 
-    def keys(self, pattern: str = "*") -> dict[int, list[bytes]]:
+    def keys(self, pattern: str | bytes = "*") -> dict[int, list[bytes]]:
         """Every primary's keys matching `pattern`, by the primary's port."""
         return {node.port: node.keys(pattern) for node in self.primaries()}
 

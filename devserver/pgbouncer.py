@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 from pathlib import Path
+from typing import Any
 
 import pg8000.native
 
@@ -100,7 +101,7 @@ log_disconnections = 0
             ssl_context=False, timeout=10,
         )
 
-    def pools(self) -> list[dict[str, object]]:
+    def pools(self) -> list[dict[str, Any]]:
         """SHOW POOLS from the admin console: client and server connections per pool."""
         console = self.connect("pgbouncer")
         try:

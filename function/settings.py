@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable, Literal, Mapping, TypeVar
 from urllib.parse import urlsplit
 
@@ -30,62 +30,130 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class Declared:
+    """One setting: its variable, what it means, and the rule its value keeps. Its type and
+    default are the Settings field's; `from_env` reads every field declared so."""
+
+    variable: str
+    meaning: str  # one line; the README's table says more, and test_docs checks its default
+    minimum: float = -math.inf
+    maximum: float = math.inf
+    choices: tuple[str, ...] = ()
+    read: Callable[[Mapping[str, str]], Any] | None = None  # its own reader (URLs, JSON, a group)
+
+    def value(self, env: Mapping[str, str], default: Any) -> Any:
+        if self.read is not None:
+            return self.read(env)
+        if isinstance(default, bool):
+            return _boolean(env, self.variable, default)
+        if isinstance(default, (int, float)):
+            return _number(env, self.variable, type(default), default, self.minimum, maximum=self.maximum)
+        return _choice(env, self.variable, self.choices, default)
+
+
+REQUIRED: Any = MISSING
+
+
+def setting(default: Any, variable: str, meaning: str, *, secret: bool = False, **rule: Any) -> Any:
+    """A Settings field declared once: default, variable, meaning and rule (minimum,
+    maximum, choices, or its own `read`). `secret`: never in repr, so never in a log."""
+    declared = Declared(variable, meaning, **rule)
+    return field(default=default, repr=not secret, metadata={"declared": declared})
+
+
+@dataclass(frozen=True)
 class Settings:
-    # DATABASE_URL and REDIS_URL, parsed and checked; they hold passwords: never in logs or errors
-    database: DatabaseTarget = field(repr=False)
-    redis: RedisTarget = field(repr=False)
+    database: DatabaseTarget = setting(
+        REQUIRED, "DATABASE_URL", "PostgreSQL: postgresql://user:pass@host:port/db", secret=True,
+        read=lambda env: database_target_from(env))
+    redis: RedisTarget = setting(
+        REQUIRED, "REDIS_URL", "Redis: redis://, rediss://, redis+sentinel:// or a cluster's seeds", secret=True,
+        read=lambda env: redis_target_from(env))
     # direct: PostgreSQL or a session-mode pooler. transaction: a transaction-mode
     # PgBouncer, where no session state (SET, prepared statements) survives a transaction.
-    database_pooling: Pooling = "direct"
-    idempotency_ttl_seconds: int = 86_400
+    database_pooling: Pooling = setting(
+        "direct", "DATABASE_POOLING", "direct, or transaction (a transaction-mode PgBouncer)",
+        choices=("direct", "transaction"))
+    idempotency_ttl_seconds: int = setting(
+        86_400, "IDEMPOTENCY_TTL_SECONDS", "how long a finished key stays in Redis", minimum=1)
     # Longer than the slowest create we allow (pool wait 3 s + connect 3 s + INSERT and
     # SELECT at 5+1 s each, about 19 s by default), so a live claim never expires under
     # its owner; a crashed copy blocks its key this long at most.
-    idempotency_lease_seconds: int = 30
-    idempotency_wait_seconds: float = 5.0
-    idempotency_key_required: bool = True
-    idempotency_on_mismatch: MismatchPolicy = "reject"
-    auto_migrate: bool = True
+    idempotency_lease_seconds: int = setting(
+        30, "IDEMPOTENCY_LEASE_SECONDS", "how long a claim holds before another copy may take over", minimum=1)
+    idempotency_wait_seconds: float = setting(
+        5.0, "IDEMPOTENCY_WAIT_SECONDS", "how long a duplicate waits for the in-flight original before 409",
+        minimum=0)
+    idempotency_key_required: bool = setting(
+        True, "IDEMPOTENCY_KEY_REQUIRED", "true: a POST without a key is a 400")
+    idempotency_on_mismatch: MismatchPolicy = setting(
+        "reject", "IDEMPOTENCY_ON_MISMATCH", "same key, another body: reject (422) or replay",
+        choices=("reject", "replay"))
+    auto_migrate: bool = setting(True, "AUTO_MIGRATE", "apply the schema when a copy starts")
     # Small: many copies share one PostgreSQL whose max_connections is ~100.
-    database_pool_size: int = 4
+    database_pool_size: int = setting(
+        4, "DATABASE_POOL_SIZE", "PostgreSQL connections (and pg8000 threads) per worker", minimum=1)
     # Group commit: creates queued for a connection at the same moment share one INSERT,
     # up to this many (1: each create its own). PostgreSQL's CPU per order falls ~3x by
     # 8 rows a statement and little after; a bigger batch only makes its statement longer.
-    database_batch_max: int = 16
-    database_connect_timeout_seconds: float = 3.0
-    database_statement_timeout_seconds: float = 5.0
+    database_batch_max: int = setting(
+        16, "DATABASE_BATCH_MAX", "most creates one INSERT carries (1: no group commit)",
+        minimum=1, maximum=BATCH_MAX_LIMIT)
+    database_connect_timeout_seconds: float = setting(
+        3.0, "DATABASE_CONNECT_TIMEOUT_SECONDS", "connect timeout, and the longest wait for a pooled connection",
+        minimum=0.1)
+    database_statement_timeout_seconds: float = setting(
+        5.0, "DATABASE_STATEMENT_TIMEOUT_SECONDS", "statement_timeout and lock_timeout", minimum=0.1)
     # A Redis that does not answer within this is treated as down for this request:
     # PostgreSQL alone then keeps the guarantees.
-    redis_timeout_seconds: float = 0.5
+    redis_timeout_seconds: float = setting(
+        0.5, "REDIS_TIMEOUT_SECONDS", "Redis connect and command timeout", minimum=0.01)
     # A migration runs at start-up on its own connection, outside every request timeout;
     # this bounds its lock wait and statements instead (a stuck holder must not hang a start).
-    migration_timeout_seconds: float = 60.0
-    log_level: str = "info"
+    migration_timeout_seconds: float = setting(
+        60.0, "MIGRATION_TIMEOUT_SECONDS", "lock wait and statement timeout of the start-up migration", minimum=1)
+    log_level: str = setting(
+        "info", "LOG_LEVEL", "the least severe level logged", choices=("debug", "info", "warning", "error"))
     # gateway: a trusted gateway sets X-Profile-Id. jwt: a verified bearer token's `sub`.
-    auth_mode: AuthMode = "gateway"
+    auth_mode: AuthMode = setting(
+        "gateway", "AUTH_MODE", "gateway (trust X-Profile-Id) or jwt (a bearer token's subject)",
+        choices=("gateway", "jwt"))
+    # Read together, by _jwt_verification (AUTH_MODE=jwt only): JWT_SECRET or JWT_PUBLIC_KEY_FILE.
     jwt_key: str | None = field(default=None, repr=False)  # HS256 secret or PEM public key
     jwt_algorithms: tuple[str, ...] = ()
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     # OpenTelemetry's own switch: an OTLP endpoint set and the SDK not disabled. The SDK
     # reads the other OTEL_* variables itself (endpoint, headers, sampler, resource).
-    tracing: bool = False
+    tracing: bool = setting(
+        False, "OTEL_EXPORTER_OTLP_ENDPOINT", "where spans are exported (OTLP/HTTP); unset: no tracing",
+        read=lambda env: _tracing_on(env))
     # gunicorn worker processes (functions-framework reads WORKERS itself); more than one
     # makes /metrics add up every worker's values (prometheus-client multiprocess mode).
-    workers: int = 1
+    workers: int = setting(1, "WORKERS", "gunicorn worker processes", minimum=1)
     # prometheus-client's own variable: where workers keep their values, if the operator
     # chose it (an emptyDir); else start-up makes a fresh one when workers > 1.
-    metrics_directory: str | None = None
+    metrics_directory: str | None = setting(
+        None, "PROMETHEUS_MULTIPROC_DIR", "where workers keep their metric values",
+        read=lambda env: env.get("PROMETHEUS_MULTIPROC_DIR", "").strip() or None)
     # Order events out (docs/events-out.md). No sink: nothing is recorded or published.
-    k_sink: str | None = field(default=None, repr=False)  # may carry credentials
-    k_ce_overrides: tuple[tuple[str, str], ...] = ()  # extensions added to every event
-    outbox_retry_seconds: float = 5.0
+    k_sink: str | None = setting(
+        None, "K_SINK", "where order events are published; unset: none are", secret=True,  # may carry credentials
+        read=lambda env: _sink(env))
+    k_ce_overrides: tuple[tuple[str, str], ...] = setting(
+        (), "K_CE_OVERRIDES", "extensions added to every published event (JSON)",
+        read=lambda env: _overrides(env))
+    outbox_retry_seconds: float = setting(
+        5.0, "OUTBOX_RETRY_SECONDS", "how often a copy retries order events not yet delivered", minimum=0.1)
     # TCP keepalive on the PostgreSQL, Redis and sink connections (targets.Keepalive): an
     # idle connection whose peer vanished without a reset is found dead within
     # idle + interval x probes (60 s by default), not the system's two hours.
-    tcp_keepalive_idle_seconds: int = 30
-    tcp_keepalive_interval_seconds: int = 10
-    tcp_keepalive_probes: int = 3
+    tcp_keepalive_idle_seconds: int = setting(
+        30, "TCP_KEEPALIVE_IDLE_SECONDS", "idle time before the first keepalive probe", minimum=1, maximum=32_767)
+    tcp_keepalive_interval_seconds: int = setting(
+        10, "TCP_KEEPALIVE_INTERVAL_SECONDS", "time between keepalive probes", minimum=1, maximum=32_767)
+    tcp_keepalive_probes: int = setting(
+        3, "TCP_KEEPALIVE_PROBES", "unanswered probes before the connection is given up", minimum=1, maximum=127)
 
     @property
     def keepalive(self) -> Keepalive:
@@ -94,43 +162,25 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Fail at start-up naming the variable, not on the first request."""
-        return cls(
-            database=database_target_from(env),
-            redis=redis_target_from(env),
-            database_pooling=_choice(
-                env, "DATABASE_POOLING", ("direct", "transaction"), "direct"
-            ),  # type: ignore[arg-type]
-            idempotency_ttl_seconds=_number(env, "IDEMPOTENCY_TTL_SECONDS", int, 86_400, 1),
-            idempotency_lease_seconds=_number(env, "IDEMPOTENCY_LEASE_SECONDS", int, 30, 1),
-            idempotency_wait_seconds=_number(env, "IDEMPOTENCY_WAIT_SECONDS", float, 5.0, 0),
-            idempotency_key_required=_boolean(env, "IDEMPOTENCY_KEY_REQUIRED", True),
-            idempotency_on_mismatch=_choice(
-                env, "IDEMPOTENCY_ON_MISMATCH", ("reject", "replay"), "reject"
-            ),  # type: ignore[arg-type]
-            auto_migrate=_boolean(env, "AUTO_MIGRATE", True),
-            database_pool_size=_number(env, "DATABASE_POOL_SIZE", int, 4, 1),
-            database_batch_max=_number(env, "DATABASE_BATCH_MAX", int, 16, 1, maximum=BATCH_MAX_LIMIT),
-            database_connect_timeout_seconds=_number(
-                env, "DATABASE_CONNECT_TIMEOUT_SECONDS", float, 3.0, 0.1
-            ),
-            database_statement_timeout_seconds=_number(
-                env, "DATABASE_STATEMENT_TIMEOUT_SECONDS", float, 5.0, 0.1
-            ),
-            redis_timeout_seconds=_number(env, "REDIS_TIMEOUT_SECONDS", float, 0.5, 0.01),
-            migration_timeout_seconds=_number(env, "MIGRATION_TIMEOUT_SECONDS", float, 60.0, 1),
-            log_level=_choice(env, "LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
-            auth_mode=_choice(env, "AUTH_MODE", ("gateway", "jwt"), "gateway"),  # type: ignore[arg-type]
-            **_jwt_verification(env),
-            tracing=_tracing_on(env),
-            workers=_number(env, "WORKERS", int, 1, 1),
-            metrics_directory=env.get("PROMETHEUS_MULTIPROC_DIR", "").strip() or None,
-            k_sink=_sink(env),
-            k_ce_overrides=_overrides(env),
-            outbox_retry_seconds=_number(env, "OUTBOX_RETRY_SECONDS", float, 5.0, 0.1),
-            tcp_keepalive_idle_seconds=_number(env, "TCP_KEEPALIVE_IDLE_SECONDS", int, 30, 1, maximum=32_767),
-            tcp_keepalive_interval_seconds=_number(env, "TCP_KEEPALIVE_INTERVAL_SECONDS", int, 10, 1, maximum=32_767),
-            tcp_keepalive_probes=_number(env, "TCP_KEEPALIVE_PROBES", int, 3, 1, maximum=127),
-        )
+        values = {name: declared.value(env, default) for name, declared, default in declarations()}
+        return cls(**values, **_jwt_verification(env))
+
+
+def one_from_env(env: Mapping[str, str], name: str) -> Any:
+    """One setting (a Settings field name), read as from_env reads it: for a tool that
+    needs a few, such as `python -m function.migrate`, without requiring all."""
+    for field_name, declared, default in declarations():
+        if field_name == name:
+            return declared.value(env, default)
+    raise KeyError(name)
+
+
+def declarations() -> list[tuple[str, Declared, Any]]:
+    """(field name, its declaration, its default: REQUIRED if it has none), in field order."""
+    return [
+        (item.name, item.metadata["declared"], item.default)
+        for item in fields(Settings) if "declared" in item.metadata
+    ]
 
 
 def _sink(env: Mapping[str, str]) -> str | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,8 @@ from typing import Any
 import requests
 
 from devserver.waiting import NotReady, wait_until
+
+from .told import Told
 
 # 409 (original still in flight) and 503 (PostgreSQL busy) say "retry": a client does.
 RETRY_STATUSES = (409, 503)
@@ -75,8 +76,7 @@ class KeyedLoad:
         self.urls = urls
         self.profile = profile
         self.keys = [[f"{profile}-{c}-{k}" for k in range(keys_per_client)] for c in range(clients)]
-        self.acknowledged: dict[str, str] = {}
-        self.bodies: dict[str, set[bytes]] = defaultdict(set)
+        self.told = Told()
         self.unanswered: list[str] = []
         self.failures: list[str] = []  # anything a client did not expect, with its key
         self.cut: list[tuple[str, float]] = []  # (key, when sent) of requests that lost their connection
@@ -97,7 +97,7 @@ class KeyedLoad:
     def wait_until_acknowledged(self, count: int, timeout_seconds: float = 30.0) -> None:
         """Until the clients heard `count` 201s; NotReady (naming what did happen) if not."""
         wait_until(
-            lambda: len(self.acknowledged) >= count or bool(self.failures),
+            lambda: len(self.told) >= count or bool(self.failures),
             what=f"{count} acknowledged orders", timeout_seconds=timeout_seconds, poll_seconds=0.005,
         )
         if self.failures:
@@ -105,7 +105,12 @@ class KeyedLoad:
 
     def acknowledged_orders(self) -> dict[tuple[str, str], str]:
         """(profile, key) -> order id: what the auditor holds PostgreSQL to."""
-        return {(self.profile, key): order_id for key, order_id in self.acknowledged.items()}
+        return self.told.orders()
+
+    @property
+    def acknowledged(self) -> dict[str, str]:
+        """key -> the order id its first 201 named."""
+        return {key: order_id for (_, key), order_id in self.told.orders().items()}
 
     def _client(self, keys: list[str], number: int) -> None:
         try:
@@ -128,8 +133,7 @@ class KeyedLoad:
                 elif not answered.created:
                     self.failures.append(f"{key}: {answered.response.status_code} {answered.response.text}")
                 else:
-                    self.acknowledged.setdefault(key, answered.response.json()["orderId"])
-                    self.bodies[key].add(answered.response.content)
-                    if len(self.bodies[key]) != 1:
+                    response = answered.response
+                    if not self.told.acknowledge((self.profile, key), response.json()["orderId"], response.content):
                         self.failures.append(f"{key}: two different answers")
                     self.answered_at[key] = time.monotonic()

@@ -27,6 +27,8 @@ from typing import Any, Protocol
 
 import requests
 
+from .told import Told
+
 ORIGINAL_QUANTITY = 1
 # A duplicate that is not one: same key, another body. The function must refuse it (422)
 # or, if it came first, make it the order and refuse the others.
@@ -117,11 +119,15 @@ class Run:
 
     def acknowledged(self) -> dict[tuple[str, str], str]:
         """(profile, key) -> the order id its first 201 named: what the auditor checks."""
-        first: dict[tuple[str, str], str] = {}
+        return self.told().orders()
+
+    def told(self) -> Told:
+        """What the clients were told, in the order the answers came."""
+        told = Told()
         for result in sorted(self.results, key=lambda r: r.answered_at):
             if result.order_id is not None:
-                first.setdefault((self.profile, self.key_names[result.planned.key_index]), result.order_id)
-        return first
+                told.acknowledge((self.profile, self.key_names[result.planned.key_index]), result.order_id, result.body)
+        return told
 
 
 class Router(Protocol):

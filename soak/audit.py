@@ -34,12 +34,12 @@ class Audit:
 
 
 def audit(stack: LocalStack, ledger: Ledger, urls: list[str], lease_seconds: float) -> Audit:
-    result = Audit(problems=list(ledger.failures), acknowledged=len(ledger.acknowledged))
-    told = {order: first.order_id for order, first in ledger.acknowledged.items()}
+    result = Audit(problems=list(ledger.failures), acknowledged=len(ledger.told))
+    told = ledger.told.orders()
     before = _audited(stack, told)
     result.problems += before.problems()
     result.stored = len(before.stored)
-    cut = {order: request for order, request in ledger.cut.items() if order not in ledger.acknowledged}
+    cut = {order: request for order, request in ledger.cut.items() if order not in ledger.told}
     result.cut = len(cut)
     result.made_by_cut_requests = len(before.unacknowledged & set(cut))
     for order in sorted(before.unacknowledged - set(cut)):
@@ -47,7 +47,7 @@ def audit(stack: LocalStack, ledger: Ledger, urls: list[str], lease_seconds: flo
     stored = {order: orders[0].order_id for order, orders in before.stored.items()}
     _retry_cut_keys(cut, stored, urls, lease_seconds, result)
     after = _audited(stack, told)
-    if set(after.stored) != set(ledger.acknowledged) | set(cut):
+    if set(after.stored) != set(told) | set(cut):
         result.problems.append("after the retries, PostgreSQL's keys are not exactly the keys clients sent")
     result.problems += [p for p in after.problems() if p not in result.problems]
     return result

@@ -1,4 +1,5 @@
-"""What the soak's clients were told, kept so the audit can hold PostgreSQL to it."""
+"""What the soak's clients were told (loadgen.told), which of their requests were cut, and
+every answer counted, kept so the audit can hold PostgreSQL to it."""
 
 from __future__ import annotations
 
@@ -8,18 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loadgen.audit import OrderKey
-
-
-@dataclass(frozen=True)
-class Acknowledged:
-    order_id: str
-    answer: bytes  # the 201 body; every later answer for the key must repeat it
-    request: dict[str, Any]
+from loadgen.told import Acknowledged, Told
 
 
 @dataclass
 class Ledger:
-    acknowledged: dict[OrderKey, Acknowledged] = field(default_factory=dict)
+    told: Told = field(default_factory=Told)  # each key's first 201, with the body sent
     # Creates whose connection died (a copy killed under them): they may or may not have
     # made an order, and the client never heard which.
     cut: dict[OrderKey, dict[str, Any]] = field(default_factory=dict)
@@ -28,14 +23,12 @@ class Ledger:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def acknowledge(self, order: OrderKey, request: dict[str, Any], answer: bytes, order_id: str) -> None:
-        with self._lock:
-            first = self.acknowledged.setdefault(order, Acknowledged(order_id, answer, request))
-            if first.answer != answer:
-                self.failures.append(f"{order}: two different 201 answers for one key")
+        if not self.told.acknowledge(order, order_id, answer, request):
+            self.fail(f"{order}: two different 201 answers for one key")
 
     def note_cut(self, order: OrderKey, request: dict[str, Any]) -> None:
         with self._lock:
-            if order not in self.acknowledged:
+            if order not in self.told:
                 self.cut[order] = request
 
     def count(self, operation: str, status: int) -> None:
@@ -48,5 +41,4 @@ class Ledger:
             self.failures.append(message)
 
     def acknowledged_of(self, profile: str) -> list[tuple[OrderKey, Acknowledged]]:
-        with self._lock:
-            return [(key, ack) for key, ack in self.acknowledged.items() if key[0] == profile]
+        return self.told.of_profile(profile)

@@ -111,7 +111,7 @@ class Workload:
         return True
 
     def _replay(self, session: requests.Session, rng: random.Random, order: OrderKey) -> None:
-        first = self._ledger.acknowledged[order]
+        first = self._ledger.told.first(order)
         response = self._send(session, "replay", "POST", rng, "/orders", order[0], order[1], first.request)
         if response is None or response.status_code in RETRY_STATUSES:
             return
@@ -121,7 +121,7 @@ class Workload:
             self._ledger.fail(f"replay {order}: no Idempotent-Replayed header")
 
     def _get(self, session: requests.Session, rng: random.Random, order: OrderKey) -> None:
-        first = self._ledger.acknowledged[order]
+        first = self._ledger.told.first(order)
         response = self._send(session, "get", "GET", rng, f"/orders/{first.order_id}", order[0])
         if response is None or response.status_code == 503:  # PostgreSQL partitioned: said, and retryable
             return

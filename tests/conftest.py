@@ -5,6 +5,7 @@ Fixtures only: what tests import lives in support.py."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -19,7 +20,9 @@ from devserver.copies import FunctionCopy, start_together
 from devserver.netfaults import NetworkFaults
 from devserver.netfaults import unavailable_reason as netfaults_unavailable
 from devserver.servers import PostgresServer, RedisServer
+from devserver.waiting import wait_until
 from hardening.server_errors import LogWatch
+from inprocess import no_500, serving_in_process
 from support import Client, Database, empty_stores, migrated_postgres
 
 # PgBouncer, Redis Sentinel and the many-copies fixtures; a Redis Cluster.
@@ -96,6 +99,44 @@ def api(api_copy: FunctionCopy, db: Database) -> Client:
     return Client(api_copy.url)
 
 
+@pytest.fixture(scope="session")
+def app_in_process(base_env: dict[str, str]) -> Iterator[Client]:
+    """The function's real ASGI app in this process, default settings, lifespan run,
+    shared by the in-process contract tests (tests/inprocess.py)."""
+    with serving_in_process(base_env) as client:
+        yield client
+
+
+@pytest.fixture
+def app(app_in_process: Client, db: Database) -> Iterator[Client]:
+    """Like `api`, in-process: the same Client calls, answered without a server process.
+    Ready first, as a copy is when started: after an earlier test restarted PostgreSQL the
+    shared app's pool holds dead connections, found on use (database.py retries a dead one
+    once, on the next pooled one, which may be dead too: a 503), so /healthz is asked
+    until PostgreSQL answers."""
+    wait_until(lambda: app_in_process.get("/healthz", profile=None).status_code == 200,
+               what="the in-process app ready", timeout_seconds=30)
+    yield app_in_process
+    no_500(app_in_process)
+
+
+@pytest.fixture
+def serve_in_process(base_env: dict[str, str], db: Database) -> Iterator[Callable[..., Client]]:
+    """Like `start_copies` for one copy, in-process: the app with extra env (settings
+    given this way are parsed by the same Settings.from_env a copy runs)."""
+    started: list[Client] = []
+    with contextlib.ExitStack() as apps:
+
+        def serve(**env: str) -> Client:
+            client = apps.enter_context(serving_in_process({**base_env, **env}))
+            started.append(client)
+            return client
+
+        yield serve
+    for client in started:  # after each app's lifespan ended: what it logged then counts too
+        no_500(client)
+
+
 _log_numbers = itertools.count()
 
 
@@ -124,6 +165,18 @@ def no_copy_answered_a_500(workdir: Path) -> Iterator[None]:
     yield
     errors = watch.new_errors()
     assert not errors, f"copies answered 500 or crashed: {errors}"
+
+
+# A test that names one of these talks to a copy of its own process (or several).
+PROCESS_FIXTURES = frozenset({"api", "api_copy", "start_copies", "pooled_copies", "pooled_db"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks `process` what a copy serves (by the fixtures it names, or the multiprocess
+    mark): `make test-fast` runs the rest, the in-process and pure tests."""
+    for item in items:
+        if item.get_closest_marker("multiprocess") or PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.process)
 
 
 @pytest.fixture(autouse=True)

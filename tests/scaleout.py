@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import requests
 
@@ -27,7 +27,7 @@ __all__ = [
 
 STORM_PROFILE = "storm"
 # The body of every storm request, so a later replay can send the same one.
-STORM_ORDER = {"productId": "sku-storm", "productQuantity": 1}
+STORM_ORDER: dict[str, Any] = {"productId": "sku-storm", "productQuantity": 1}
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,11 @@ several modules make (a problem+json answer, one order per key after a storm).""
 from __future__ import annotations
 
 import json
-import re
 import socket
 import uuid
 from collections import defaultdict
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import requests
 
@@ -17,6 +17,7 @@ from devserver.servers import PostgresServer, RedisServer
 from function.migrate import apply_migrations
 from function.records import KEY_PREFIX, InFlight, decode, redis_key
 from loadgen.audit import audit
+from loadgen.exposition import outcome_counts, sample
 from loadgen.storm import Run
 
 ORDER = {"productId": "sku-1", "productQuantity": 2}
@@ -51,11 +52,13 @@ class Database:
 
 
 class Client:
-    """requests, with the order routes spelled out."""
+    """requests, with the order routes spelled out. `http` is a requests.Session for a
+    copy's URL, or the in-process app's session (tests/inprocess.py), which takes the
+    same calls: a test runs on either by the fixture it names (`api` or `app`)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, http: Any = None) -> None:
         self.url = url
-        self.http = requests.Session()
+        self.http = requests.Session() if http is None else http
 
     def create(
         self, body: Any = ORDER, *, key: str | None = "auto", profile: str | None = "alice",
@@ -73,20 +76,12 @@ class Client:
 
     def outcome_count(self, outcome: str) -> float:
         """This copy's orders_idempotency_outcomes_total for one outcome, from /metrics."""
-        text = self.get("/metrics", profile=None).text
-        match = re.search(rf'orders_idempotency_outcomes_total{{outcome="{outcome}"}} (\S+)', text)
-        return float(match.group(1)) if match else 0.0
+        return outcome_counts(self.get("/metrics", profile=None).text)[outcome]
 
     def get(self, path: str, *, profile: str | None = "alice", **kwargs: Any) -> requests.Response:
         headers = {"X-Profile-Id": profile} if profile is not None else {}
         headers.update(kwargs.pop("headers", {}))
         return self.http.get(self.url + path, headers=headers, timeout=30, **kwargs)
-
-
-def sample(exposition: str, name: str, labels: str = "") -> float:
-    """One sample of a Prometheus text exposition (`labels` as printed: `{kind="timeout"}`); 0 if absent."""
-    match = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", exposition, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 CREATE_EVENT = "com.example.order.create"
@@ -157,25 +152,25 @@ def assert_one_order_per_key(run: Run, db: Database) -> None:
 
 
 def metric(client: Client, name: str, labels: str = "") -> float:
-    """One sample of the copy's own /metrics (see `sample`)."""
+    """One sample of the copy's own /metrics (see loadgen.exposition.sample)."""
     return sample(client.get("/metrics", profile=None).text, name, labels)
 
 
 def idempotency_records(redis_server: RedisServer) -> list[bytes]:
     """The names of the idempotency records (claims and answers) Redis holds now."""
-    return list(redis_server.client().keys(KEY_PREFIX + b"*"))
+    return cast(list[bytes], redis_server.client().keys(KEY_PREFIX + b"*"))
 
 
 def redis_script_calls(redis_server: RedisServer) -> int:
     """Lua script calls Redis has run (INFO commandstats): every claim-or-read, finish
     and release is one, so a rising count shows a duplicate polling for its original."""
-    stats = redis_server.client().info("commandstats")
+    stats = cast(dict[str, Any], redis_server.client().info("commandstats"))  # redis-py types a reply as maybe-awaitable
     return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval"))
 
 
 def claim_held(redis_server: RedisServer, profile: str, key: str) -> bool:
     """Whether some request holds the key's claim in Redis right now."""
-    raw = redis_server.client().get(redis_key(profile, key))
+    raw = cast(bytes | None, redis_server.client().get(redis_key(profile, key)))
     return raw is not None and isinstance(decode(raw), InFlight)
 
 

@@ -40,12 +40,12 @@ COPIES = 4
 STORM_KEYS = 100
 
 
-def start_on_cluster(start_copies, cluster: RedisCluster) -> list[str]:  # type: ignore[no-untyped-def]
+def start_on_cluster(start_copies, cluster: RedisCluster) -> list[str]:
     return [copy.url for copy in start_copies(COPIES, REDIS_URL=cluster.url)]
 
 
 def records_by_primary(cluster: RedisCluster) -> dict[int, int]:
-    return {port: len(keys) for port, keys in cluster.keys(KEY_PREFIX + "*").items()}
+    return {port: len(keys) for port, keys in cluster.keys(KEY_PREFIX + b"*").items()}
 
 
 def health(url: str) -> tuple[int, dict[str, str]]:
@@ -92,7 +92,7 @@ def assert_new_keys_replay_from_the_cluster(urls: list[str], prefix: str) -> lis
 
 def test_records_spread_over_every_primary_and_replay_from_any_copy(
     start_copies, db: Database, redis_cluster: RedisCluster,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     urls = start_on_cluster(start_copies, redis_cluster)
 
     keys = assert_new_keys_replay_from_the_cluster(urls, "spread") + [f"more-{n}" for n in range(40)]
@@ -108,7 +108,7 @@ def test_records_spread_over_every_primary_and_replay_from_any_copy(
 
 def test_a_duplicate_storm_across_copies_makes_one_order_per_key_on_a_cluster(
     start_copies, db: Database, redis_cluster: RedisCluster,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     urls = start_on_cluster(start_copies, redis_cluster)
 
     result = storm(urls, keys=STORM_KEYS, duplicates=8)
@@ -122,7 +122,7 @@ def test_a_duplicate_storm_across_copies_makes_one_order_per_key_on_a_cluster(
 
 def test_a_primary_killed_mid_storm_is_replaced_by_its_replica_and_rejoins_as_one_with_one_order_per_key(
     start_copies, db: Database, redis_cluster: RedisCluster,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     urls = start_on_cluster(start_copies, redis_cluster)
     old = redis_cluster.primaries()[0]
 
@@ -149,12 +149,12 @@ def keys_in_one_slot(count: int, prefix: str) -> tuple[int, list[str]]:
     """`count` idempotency keys whose records all hash to one slot (the first one's)."""
     names = (f"{prefix}-{n}" for n in itertools.count())
     first = next(names)
-    slot = key_slot(redis_key(STORM_PROFILE, first).encode())
+    slot = key_slot(redis_key(STORM_PROFILE, first))
     keys = [first]
     for name in names:
         if len(keys) == count:
             return slot, keys
-        if key_slot(redis_key(STORM_PROFILE, name).encode()) == slot:
+        if key_slot(redis_key(STORM_PROFILE, name)) == slot:
             keys.append(name)
     raise AssertionError("unreachable")
 
@@ -183,7 +183,7 @@ def assert_each_key_answered_with_one_order(answers: dict[str, list[requests.Res
 
 def test_a_slot_moved_between_primaries_while_its_keys_are_claimed_is_followed_without_a_redis_failure(
     start_copies, db: Database, redis_cluster: RedisCluster,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     urls = start_on_cluster(start_copies, redis_cluster)
     slot, keys = keys_in_one_slot(30, "moving")
     before, during, after = keys[:10], keys[10:20], keys[20:]
@@ -208,9 +208,9 @@ def test_a_slot_moved_between_primaries_while_its_keys_are_claimed_is_followed_w
     assert assert_each_key_answered_with_one_order(final) == orders and len(orders) == len(keys)
     assert db.order_count(STORM_PROFILE) == len(keys)
     assert redis_failures(urls) == 0
-    in_slot = [key for key in target.keys(KEY_PREFIX + "*") if key_slot(key) == slot]
+    in_slot = [key for key in target.keys(KEY_PREFIX + b"*") if key_slot(key) == slot]
     assert len(in_slot) == len(keys)
-    assert not any(key_slot(key) == slot for key in source.keys(KEY_PREFIX + "*"))
+    assert not any(key_slot(key) == slot for key in source.keys(KEY_PREFIX + b"*"))
     # Replays of every key are served by the target now.
     from_redis = outcome_total(urls, "replayed-redis")
     for n, key in enumerate(keys):
@@ -220,7 +220,7 @@ def test_a_slot_moved_between_primaries_while_its_keys_are_claimed_is_followed_w
 
 def test_the_whole_cluster_down_leaves_postgres_to_decide_and_the_copies_find_it_again(
     start_copies, db: Database, redis_cluster: RedisCluster,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     urls = start_on_cluster(start_copies, redis_cluster)
 
     result, _ = storm_with_a_fault(urls, db, redis_cluster.stop_all)
@@ -240,7 +240,7 @@ def test_the_whole_cluster_down_leaves_postgres_to_decide_and_the_copies_find_it
 
 def test_a_shard_lost_with_its_replica_leaves_postgres_to_decide_and_the_copies_come_back(
     start_copies, db: Database, redis_cluster: RedisCluster,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     urls = start_on_cluster(start_copies, redis_cluster)
     primary = redis_cluster.primaries()[0]
     replica = redis_cluster.replica_of(primary)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from typing import Callable
 
+from devserver.copies import FunctionCopy
+from devserver.servers import RedisServer
 from loadgen.storm import LoadShape, fire
 from support import Database, assert_one_order_per_key
 
@@ -22,8 +25,8 @@ def test_duplicates_spread_over_four_copies_make_exactly_one_order_per_key(start
 
 
 def test_with_redis_down_postgresql_alone_still_makes_one_order_per_key(
-    start_copies, db: Database, redis_server
-) -> None:  # type: ignore[no-untyped-def]
+    start_copies: Callable[..., list[FunctionCopy]], db: Database, redis_server: RedisServer
+) -> None:
     copies = start_copies(2)
     redis_server.kill()
 

@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 import function.metrics  # noqa: F401  (registers the function's metrics)
 from demo.__main__ import _parser as demo_parser
 from devserver.copies import PROJECT_ROOT
+from function.settings import REQUIRED, declarations
 
 README = PROJECT_ROOT / "README.md"
 PAGES = sorted((PROJECT_ROOT / "docs").glob("*.md"))
@@ -26,18 +27,37 @@ READ_BY_LIBRARIES = {"PORT", "PROMETHEUS_MULTIPROC_DIR", "OTEL_EXPORTER_OTLP_END
                      "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_SDK_DISABLED", "WORKERS"}
 
 
-def configuration_table() -> set[str]:
+def configuration_rows() -> dict[str, str]:
+    """Each variable the README's configuration table names -> its row's default cell."""
     section = README.read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    names: set[str] = set()
+    rows: dict[str, str] = {}
     for row in section.splitlines():
         if row.startswith("| `"):
-            names.update(re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1]))
-    return names
+            cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
+            rows.update(dict.fromkeys(re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[0]), cells[-1]))
+    return rows
+
+
+def configuration_table() -> set[str]:
+    return set(configuration_rows())
 
 
 def variables_read_by_settings() -> set[str]:
+    """The declared settings' variables, and those a reader of its own takes (JWT_*, OTEL_*)."""
     source = (PROJECT_ROOT / "function" / "settings.py").read_text()
-    return set(re.findall(r"""env(?:\.get\(|\[|, )\s*"([A-Z][A-Z0-9_]+)\"""", source))
+    read_directly = set(re.findall(r"""env(?:\.get\(|\[|, )\s*"([A-Z][A-Z0-9_]+)\"""", source))
+    return {declared.variable for _, declared, _ in declarations()} | read_directly
+
+
+def as_documented(default: object) -> str:
+    """A default as the README's table writes it: true, 5, 0.5, none."""
+    if default is None or default == ():
+        return "none"
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, float):
+        return f"{default:g}"
+    return str(default)
 
 
 def exported_metric_names() -> set[str]:
@@ -62,6 +82,17 @@ def test_every_setting_the_function_reads_is_in_the_readme_table_and_every_row_i
     documented, read = configuration_table(), variables_read_by_settings()
     assert read - documented == set(), "settings.py reads variables the README table leaves out"
     assert documented - read - READ_BY_LIBRARIES == set(), "the README table names variables nothing reads"
+
+
+def test_the_readme_table_gives_every_declared_default() -> None:
+    rows = configuration_rows()
+    for name, declared, default in declarations():
+        cell = rows[declared.variable]
+        if default is REQUIRED:
+            assert cell.startswith("required"), f"{declared.variable} is required, the README says {cell!r}"
+        elif declared.read is None or default is None or default == ():
+            first = re.split(r"[\s:;(]", cell, maxsplit=1)[0]
+            assert first == as_documented(default), f"{declared.variable} ({name}) defaults to {default!r}, the README says {cell!r}"
 
 
 def test_every_metric_the_docs_name_is_exported() -> None:

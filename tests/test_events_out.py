@@ -1,5 +1,7 @@
 """Order events out: with K_SINK set, every order reaches a real HTTP sink (a process of
 its own) at least once, under its orderId, whatever the sink, the copies or PostgreSQL do.
+What one app shows runs in this process (tests/inprocess.py); copies racing, killed,
+started later or behind PgBouncer are processes.
 
 The copies here retry every second (OUTBOX_RETRY_SECONDS=1), so each wait below is
 bounded by the outbox's own limits: a POST's timeout and lease, and the per-event
@@ -36,8 +38,6 @@ ARRIVAL_BOUND_SECONDS = (BACKOFF_LIMIT_PERIODS + 1) * RETRY_SECONDS + LEASE_SECO
 OVERRIDES = {"extensions": {"team": "shop", "region": "eu1"}}
 PING = "dev.knative.sources.ping"
 
-pytestmark = pytest.mark.multiprocess
-
 
 @pytest.fixture(scope="module")
 def sink_process(workdir: Path) -> Iterator[EventSink]:
@@ -70,6 +70,16 @@ def publishing(
     return start
 
 
+@pytest.fixture
+def publishing_here(serve_in_process: Callable[..., Client], sink: EventSink) -> Callable[..., Client]:
+    """The in-process app publishing to the sink (extra env as keywords): its relay sweeps
+    on the app's event loop as a copy's does, from its lifespan (tests/inprocess.py)."""
+    def serve(**env: str) -> Client:
+        return serve_in_process(**{"K_SINK": sink.url, "OUTBOX_RETRY_SECONDS": str(RETRY_SECONDS), **env})
+
+    return serve
+
+
 def pending(db: Database) -> int:
     return int(db.execute("SELECT count(*) FROM outbox")[0][0])
 
@@ -99,10 +109,9 @@ def failures(client: Client, kind: str) -> float:
 
 
 def test_every_order_by_http_by_event_and_without_a_key_reaches_the_sink_once_as_get_shows_it(
-    publishing: Callable[..., list[FunctionCopy]], sink: EventSink, db: Database,
+    publishing_here: Callable[..., Client], sink: EventSink, db: Database,
 ) -> None:
-    (copy,) = publishing(IDEMPOTENCY_KEY_REQUIRED="false", K_CE_OVERRIDES=json.dumps(OVERRIDES))
-    client = Client(copy.url)
+    client = publishing_here(IDEMPOTENCY_KEY_REQUIRED="false", K_CE_OVERRIDES=json.dumps(OVERRIDES))
 
     by_http = client.create(key="http-key")
     replayed = client.create(key="http-key")
@@ -138,10 +147,10 @@ def test_every_order_by_http_by_event_and_without_a_key_reaches_the_sink_once_as
 
 
 def test_with_k_sink_unset_nothing_is_recorded_or_sent_and_an_event_gets_its_reply_as_before(
-    start_copies: Callable[..., list[FunctionCopy]], sink: EventSink, db: Database,
+    serve_in_process: Callable[..., Client], sink: EventSink, db: Database,
 ) -> None:
-    (copy,) = start_copies()
-    client = Client(copy.url)
+    client = serve_in_process()
+    published_before = sample(client.get("/metrics", profile=None).text, "orders_outbox_published_total")
 
     create_orders(client, 3)
     reply = binary_event(client, {"productQuantity": 1, "profileId": "alice"})
@@ -153,9 +162,11 @@ def test_with_k_sink_unset_nothing_is_recorded_or_sent_and_an_event_gets_its_rep
     assert db.order_count() == 4
     assert pending(db) == 0  # nothing recorded, so nothing can ever be sent
     assert sink.deliveries() == []
-    assert "orders_outbox_published_total 0.0" in client.get("/metrics", profile=None).text
+    published = sample(client.get("/metrics", profile=None).text, "orders_outbox_published_total")
+    assert published == published_before
 
 
+@pytest.mark.multiprocess
 def test_a_duplicate_storm_over_two_copies_announces_each_order_once(
     publishing: Callable[..., list[FunctionCopy]], sink: EventSink, db: Database,
 ) -> None:
@@ -175,11 +186,11 @@ def test_a_duplicate_storm_over_two_copies_announces_each_order_once(
 
 @pytest.mark.parametrize("trouble", ["503", "hanging", "gone"])
 def test_orders_made_while_the_sink_fails_all_arrive_once_it_is_back(
-    publishing: Callable[..., list[FunctionCopy]], sink: EventSink, db: Database, trouble: str,
+    publishing_here: Callable[..., Client], sink: EventSink, db: Database, trouble: str,
 ) -> None:
-    (copy,) = publishing()
-    client = Client(copy.url)
+    client = publishing_here()
     kind = {"503": "sink-error", "hanging": "timeout", "gone": "connection"}[trouble]
+    failed_before = failures(client, kind)
     if trouble == "503":
         sink.answer(503)
     elif trouble == "hanging":
@@ -188,7 +199,7 @@ def test_orders_made_while_the_sink_fails_all_arrive_once_it_is_back(
         sink.stop()
 
     ids = create_orders(client, 8)  # answered at once: publishing happens after the answer
-    wait_until(lambda: failures(client, kind) >= 8, what=f"8 failed publishes of kind {kind}",
+    wait_until(lambda: failures(client, kind) >= failed_before + 8, what=f"8 failed publishes of kind {kind}",
                timeout_seconds=ARRIVAL_BOUND_SECONDS)
     wait_until(lambda: sample(client.get("/metrics", profile=None).text, "orders_outbox_pending") == 8,
                what="the pending gauge at 8", timeout_seconds=ARRIVAL_BOUND_SECONDS)
@@ -204,13 +215,13 @@ def test_orders_made_while_the_sink_fails_all_arrive_once_it_is_back(
 
 
 def test_a_poison_event_does_not_hold_back_the_others(
-    publishing: Callable[..., list[FunctionCopy]], sink: EventSink, db: Database,
+    publishing_here: Callable[..., Client], sink: EventSink, db: Database,
 ) -> None:
-    (copy,) = publishing()
-    client = Client(copy.url)
+    client = publishing_here()
+    rejected_before = failures(client, "rejected")
     sink.answer(400)  # refused: every event is poison for now
     stuck = create_orders(client, 3, profile="poison")
-    wait_until(lambda: failures(client, "rejected") >= 6, what="the poison events retried",
+    wait_until(lambda: failures(client, "rejected") >= rejected_before + 6, what="the poison events retried",
                timeout_seconds=ARRIVAL_BOUND_SECONDS)
     backed_off = db.execute("SELECT min(next_attempt_at - now()) > interval '0' FROM outbox")[0][0]
 
@@ -224,6 +235,7 @@ def test_a_poison_event_does_not_hold_back_the_others(
 # --- copies coming and going -----------------------------------------------------------
 
 
+@pytest.mark.multiprocess
 def test_a_copy_killed_with_events_committed_but_not_sent_leaves_them_to_another_copy(
     publishing: Callable[..., list[FunctionCopy]], sink: EventSink, db: Database,
 ) -> None:
@@ -239,6 +251,7 @@ def test_a_copy_killed_with_events_committed_but_not_sent_leaves_them_to_another
     assert survivor.running
 
 
+@pytest.mark.multiprocess
 def test_a_copy_started_after_every_copy_stopped_publishes_what_is_pending_with_no_traffic(
     publishing: Callable[..., list[FunctionCopy]], sink: EventSink, db: Database,
 ) -> None:
@@ -258,6 +271,7 @@ def test_a_copy_started_after_every_copy_stopped_publishes_what_is_pending_with_
     wait_until(lambda: pending(db) == 0, what="an empty outbox", timeout_seconds=ARRIVAL_BOUND_SECONDS)
 
 
+@pytest.mark.multiprocess
 def test_a_ping_event_publishes_what_is_pending_and_is_answered_2xx(
     publishing: Callable[..., list[FunctionCopy]], sink: EventSink, db: Database,
 ) -> None:
@@ -279,6 +293,7 @@ def test_a_ping_event_publishes_what_is_pending_and_is_answered_2xx(
     assert pending(db) == 0
 
 
+@pytest.mark.multiprocess
 def test_copies_sweeping_at_once_never_post_one_pending_event_at_the_same_moment(
     publishing: Callable[..., list[FunctionCopy]], sink: EventSink, db: Database,
 ) -> None:
@@ -297,6 +312,7 @@ def test_copies_sweeping_at_once_never_post_one_pending_event_at_the_same_moment
 # --- traces --------------------------------------------------------------------------
 
 
+@pytest.mark.multiprocess
 def test_each_publish_is_a_span_under_the_request_that_made_the_order_or_the_sweep_that_retried_it(
     publishing: Callable[..., list[FunctionCopy]], sink: EventSink, db: Database,
 ) -> None:
@@ -327,6 +343,7 @@ def test_each_publish_is_a_span_under_the_request_that_made_the_order_or_the_swe
 # --- PostgreSQL ------------------------------------------------------------------------
 
 
+@pytest.mark.multiprocess
 def test_postgresql_restarted_while_events_are_published_loses_none(
     publishing: Callable[..., list[FunctionCopy]], sink: EventSink, db: Database, postgres: PostgresServer,
 ) -> None:
@@ -343,6 +360,7 @@ def test_postgresql_restarted_while_events_are_published_loses_none(
     wait_until(lambda: pending(db) == 0, what="an empty outbox", timeout_seconds=ARRIVAL_BOUND_SECONDS)
 
 
+@pytest.mark.multiprocess
 def test_events_are_recorded_and_published_through_a_transaction_mode_pgbouncer(
     pgbouncer: PgBouncerServer, small_postgres: PostgresServer, sink: EventSink,
     base_env: dict[str, str], workdir: Path,
@@ -403,6 +421,7 @@ def test_publishing_is_off_without_k_sink_and_its_settings_have_the_contracts_de
     assert "broker-ingress" not in repr(on)
 
 
+@pytest.mark.multiprocess
 def test_a_copy_with_malformed_overrides_does_not_start_and_says_which_variable(
     base_env: dict[str, str], tmp_path: Path,
 ) -> None:

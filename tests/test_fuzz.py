@@ -21,11 +21,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from support import Database
-from hardening.documented import documented_operations, load_document
+from devserver.copies import FunctionCopy
 from function.fingerprint import fingerprint
 from function.inputs import MAX_KEY_LENGTH, decode_json, parse_idempotency_key
 from function.problems import InvalidIdempotencyKey
+from hardening.documented import documented_operations, load_document
+from support import Database
 
 FUZZ_CHECKS = [
     not_a_server_error,
@@ -42,7 +43,7 @@ KEY_NUMBERS = itertools.count()
 
 
 @pytest.fixture
-def live_schema(api_copy, db: Database) -> schemathesis.BaseSchema:  # type: ignore[no-untyped-def]
+def live_schema(api_copy: FunctionCopy, db: Database) -> schemathesis.BaseSchema:
     """The document as the running copy serves it, fuzzed in valid and invalid variants."""
     schema = schemathesis.openapi.from_url(api_copy.url + "/openapi.json")
     schema.config.generation.update(
@@ -66,32 +67,32 @@ def fuzzed_operations() -> list[tuple[str, str, GenerationMode]]:
 @pytest.mark.parametrize(("method", "path", "mode"), fuzzed_operations(), ids=str)
 def test_no_generated_request_gets_a_5xx_or_an_answer_the_document_does_not_describe(
     live_schema, method: str, path: str, mode: GenerationMode
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     operation = live_schema[path][method]
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck))
-    def call_and_check(case) -> None:  # type: ignore[no-untyped-def]
+    def call_and_check(case) -> None:
         case.call_and_validate(checks=FUZZ_CHECKS, timeout=30)
 
     call_and_check()
 
 
-def test_create_then_get_and_list_sequences_keep_to_the_document(live_schema) -> None:  # type: ignore[no-untyped-def]
+def test_create_then_get_and_list_sequences_keep_to_the_document(live_schema) -> None:
     """Valid requests only, following the document's links from a 201 to the order and
     the list; a request that names no profile or key gets them, as a gateway and a
     well-behaved client would add them, so most creates succeed and the links are walked."""
     live_schema.config.generation.update(modes=[GenerationMode.POSITIVE])
 
     class CreateThenRead(live_schema.as_state_machine()):  # type: ignore[misc]
-        def before_call(self, case) -> None:  # type: ignore[no-untyped-def]
+        def before_call(self, case) -> None:
             names_a_profile = "X-Profile-Id" in (case.headers or {}) or "profileId" in (case.query or {})
             if case.path != "/" and not names_a_profile:
                 case.headers = {**(case.headers or {}), "X-Profile-Id": "fuzz"}
             if case.method == "POST" and case.path == "/orders":
                 case.headers = {"Idempotency-Key": f"fuzz-{next(KEY_NUMBERS)}", **(case.headers or {})}
 
-        def validate_response(self, response, case, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        def validate_response(self, response, case, **kwargs) -> None:
             case.validate_response(response, checks=FUZZ_CHECKS)
 
     CreateThenRead.run(settings=settings(

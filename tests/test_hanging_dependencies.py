@@ -1,21 +1,22 @@
-"""Dependencies that hang instead of dying (SIGSTOP: sockets open, no answer), and a copy
-killed with SIGKILL in the middle of a busy minute."""
+"""Dependencies that hang instead of dying (SIGSTOP: sockets open, no answer), met by the
+real app in this process (tests/inprocess.py), and a copy killed with SIGKILL in the
+middle of a busy minute."""
 
 from __future__ import annotations
 
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import pytest
 import requests
 
+from devserver.copies import FunctionCopy
+from devserver.servers import PostgresServer, RedisServer
 from devserver.waiting import wait_until
 from loadgen.audit import audit
 from loadgen.keyed import KeyedLoad
 from support import Client, Database, metric
-
-pytestmark = pytest.mark.multiprocess
 
 REDIS_TIMEOUT_SECONDS = 0.3  # REDIS_TIMEOUT_SECONDS in the fixtures' base_env
 POSTGRES_TIMEOUT_SECONDS = 2.0  # DATABASE_CONNECT_/STATEMENT_TIMEOUT_SECONDS there
@@ -33,28 +34,26 @@ def wait_for_redis_in_use(client: Client) -> None:
 
 
 def degraded_count(client: Client) -> float:
-    text = client.get("/metrics", profile=None).text
-    match = re.search(r"^orders_degraded_operations_total (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
+    return metric(client, "orders_degraded_operations_total")
 
 
-def timed(request) -> tuple[requests.Response, float]:  # type: ignore[no-untyped-def]
+def timed(request) -> tuple[requests.Response, float]:
     started = time.monotonic()
     response = request()
     return response, time.monotonic() - started
 
 
 def test_with_redis_hanging_orders_are_made_and_replayed_from_postgresql_within_the_redis_timeout(
-    api: Client, db: Database, redis_server
-) -> None:  # type: ignore[no-untyped-def]
-    before_pause = api.create(key="before-pause")
-    wait_for_redis_in_use(api)  # no cool-down left from an earlier test: Redis is asked
-    degraded_before = degraded_count(api)
+    app: Client, db: Database, redis_server: RedisServer
+) -> None:
+    before_pause = app.create(key="before-pause")
+    wait_for_redis_in_use(app)  # no cool-down left from an earlier test: Redis is asked
+    degraded_before = degraded_count(app)
     redis_server.pause()
     try:
-        answers = [timed(lambda: api.create(key="during-pause")) for _ in range(3)]
-        answers += [timed(lambda: api.create(key="before-pause"))]
-        health, health_seconds = timed(lambda: api.get("/healthz", profile=None))
+        answers = [timed(lambda: app.create(key="during-pause")) for _ in range(3)]
+        answers += [timed(lambda: app.create(key="before-pause"))]
+        health, health_seconds = timed(lambda: app.get("/healthz", profile=None))
     finally:
         redis_server.resume()
 
@@ -64,49 +63,49 @@ def test_with_redis_hanging_orders_are_made_and_replayed_from_postgresql_within_
     assert answers[3][0].content == before_pause.content
     # At most one Redis timeout per request (fewer during the cool-down), then PostgreSQL.
     assert max(seconds for _, seconds in answers) < REDIS_TIMEOUT_SECONDS + 1.0, answers
-    assert degraded_count(api) == degraded_before + 4
+    assert degraded_count(app) == degraded_before + 4
     assert health.json() == {"status": "degraded", "postgres": "ok", "redis": "down"}
     assert health_seconds < REDIS_TIMEOUT_SECONDS + 1.0
     assert db.order_count() == 2
 
 
 def test_after_redis_resumes_the_fast_path_comes_back_by_itself(
-    api: Client, db: Database, redis_server
-) -> None:  # type: ignore[no-untyped-def]
-    wait_for_redis_in_use(api)
+    app: Client, db: Database, redis_server: RedisServer
+) -> None:
+    wait_for_redis_in_use(app)
     redis_server.pause()
     try:
-        assert api.create(key="while-hung").status_code == 201
+        assert app.create(key="while-hung").status_code == 201
     finally:
         redis_server.resume()
     resumed_at = time.monotonic()
-    before = api.outcome_count("replayed-redis")
+    before = app.outcome_count("replayed-redis")
 
     # A new key, created and replayed until Redis serves the replay again.
-    created = api.create(key="after-resume")
+    created = app.create(key="after-resume")
 
     def replayed_from_redis() -> bool:
-        assert api.create(key="after-resume").content == created.content
-        return api.outcome_count("replayed-redis") > before
+        assert app.create(key="after-resume").content == created.content
+        return app.outcome_count("replayed-redis") > before
 
     wait_until(replayed_from_redis, what="a replay from Redis", timeout_seconds=10, poll_seconds=0.1)
     assert time.monotonic() - resumed_at < COOL_DOWN_SECONDS + 2.0
 
 
 def test_a_key_made_while_redis_hung_is_not_blocked_by_the_claim_redis_runs_when_it_resumes(
-    api: Client, db: Database, redis_server
-) -> None:  # type: ignore[no-untyped-def]
-    wait_for_redis_in_use(api)
+    app: Client, db: Database, redis_server: RedisServer
+) -> None:
+    wait_for_redis_in_use(app)
     redis_server.pause()
     try:
-        made_while_hung = api.create(key="while-hung")
+        made_while_hung = app.create(key="while-hung")
     finally:
         redis_server.resume()
     # The claim sent to the hung Redis sat in its socket; resumed, Redis runs it, and an
     # in-flight record now names a request that finished long ago on PostgreSQL alone.
-    wait_for_redis_in_use(api)
+    wait_for_redis_in_use(app)
 
-    replay, seconds = timed(lambda: api.create(key="while-hung"))
+    replay, seconds = timed(lambda: app.create(key="while-hung"))
 
     assert replay.status_code == 201, replay.text
     assert replay.content == made_while_hung.content
@@ -115,15 +114,15 @@ def test_a_key_made_while_redis_hung_is_not_blocked_by_the_claim_redis_runs_when
 
 
 def test_with_postgresql_hanging_requests_get_a_503_in_bounded_time_and_the_pool_recovers(
-    api: Client, db: Database, postgres
-) -> None:  # type: ignore[no-untyped-def]
+    app: Client, db: Database, postgres: PostgresServer
+) -> None:
     with ThreadPoolExecutor(4) as pool:  # every pooled connection of the copy is in use
-        list(pool.map(lambda n: api.create(key=f"warm-{n}"), range(4)))
+        list(pool.map(lambda n: app.create(key=f"warm-{n}"), range(4)))
     postgres.pause()
     try:
         with ThreadPoolExecutor(4) as pool:
-            hung = list(pool.map(lambda n: timed(lambda: api.create(key=f"hung-{n}")), range(4)))
-        health, health_seconds = timed(lambda: api.get("/healthz", profile=None))
+            hung = list(pool.map(lambda n: timed(lambda: app.create(key=f"hung-{n}")), range(4)))
+        health, health_seconds = timed(lambda: app.get("/healthz", profile=None))
     finally:
         postgres.resume()
 
@@ -133,17 +132,18 @@ def test_with_postgresql_hanging_requests_get_a_503_in_bounded_time_and_the_pool
     assert health.status_code == 503 and health_seconds < POSTGRES_HANG_NOTICED_SECONDS
 
     # The connections that timed out were thrown away, not lent again: no 503 from here on.
-    after = [api.create(key=f"hung-{n}") for n in range(4)]
-    after += [api.get("/orders") for _ in range(4)]
+    after = [app.create(key=f"hung-{n}") for n in range(4)]
+    after += [app.get("/orders") for _ in range(4)]
     with ThreadPoolExecutor(4) as pool:
-        after += list(pool.map(lambda n: api.create(key=f"after-{n}"), range(8)))
+        after += list(pool.map(lambda n: app.create(key=f"after-{n}"), range(8)))
     assert [response.status_code for response in after] == [201] * 4 + [200] * 4 + [201] * 8
     assert db.order_count() == 4 + 4 + 8
 
 
+@pytest.mark.multiprocess
 def test_a_copy_killed_under_load_leaves_one_order_per_key_and_every_acknowledged_order_stored(
-    start_copies, db: Database, postgres
-) -> None:  # type: ignore[no-untyped-def]
+    start_copies: Callable[..., list[FunctionCopy]], db: Database, postgres: PostgresServer
+) -> None:
     lease_seconds = 2
     doomed, survivor = start_copies(2, IDEMPOTENCY_LEASE_SECONDS=str(lease_seconds))
     load = KeyedLoad([doomed.url, survivor.url], clients=6, keys_per_client=60)

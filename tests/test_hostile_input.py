@@ -1,5 +1,7 @@
 """Hostile keys, profiles, ids and bodies: never a 500, every refusal a problem+json that
-says why, and nothing any of them sends changes the orders of another profile."""
+says why, and nothing any of them sends changes the orders of another profile. Requests
+go to the real app in this process (`app`, tests/inprocess.py); bytes that only a server's
+HTTP parser sees (control characters, repeated headers) go over a socket to a copy (`api`)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,12 @@ import base64
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import requests
 
+from devserver.servers import RedisServer
 from support import ORDER, Client, Database
 from hardening.raw_http import send_raw
 
@@ -133,18 +136,18 @@ HOSTILE = [
 
 
 @pytest.fixture
-def victim(api: Client, db: Database) -> list[list[Any]]:
+def victim(app: Client, db: Database) -> list[list[Any]]:
     """The victim's orders, made before any hostile request; their rows as PostgreSQL has them."""
     for key, order in VICTIM_ORDERS.items():
-        assert api.create(order, key=key, profile=VICTIM).status_code == 201
+        assert app.create(order, key=key, profile=VICTIM).status_code == 201
     return db.execute(VICTIM_ROWS, profile=VICTIM)
 
 
 @pytest.mark.parametrize("hostile", HOSTILE)
 def test_a_hostile_request_is_refused_or_served_without_a_500_and_leaves_other_profiles_alone(
-    api: Client, db: Database, redis_server, victim: list[list[Any]], hostile: Hostile
-) -> None:  # type: ignore[no-untyped-def]
-    response = send(api, hostile, victim_order=victim[0][0])
+    app: Client, db: Database, redis_server: RedisServer, victim: list[list[Any]], hostile: Hostile
+) -> None:
+    response = send(app, hostile, victim_order=victim[0][0])
 
     assert response.status_code < 500, response.text
     if 400 <= response.status_code < 500:
@@ -154,22 +157,22 @@ def test_a_hostile_request_is_refused_or_served_without_a_500_and_leaves_other_p
     assert_every_redis_key_is_a_hash(redis_server)
 
 
-def test_sql_in_a_product_id_is_stored_as_text(api: Client, db: Database) -> None:
-    created = api.create({"productQuantity": 1, "productId": SQL}, profile="mallory")
+def test_sql_in_a_product_id_is_stored_as_text(app: Client, db: Database) -> None:
+    created = app.create({"productQuantity": 1, "productId": SQL}, profile="mallory")
 
     assert created.status_code == 201 and created.json()["productId"] == SQL
     assert db.execute("SELECT product_id FROM orders WHERE profile_id = 'mallory'") == [[SQL]]
-    assert api.get(created.headers["Location"], profile="mallory").json()["productId"] == SQL
+    assert app.get(created.headers["Location"], profile="mallory").json()["productId"] == SQL
 
 
 def test_the_victims_key_from_another_profile_makes_that_profile_its_own_order(
-    api: Client, db: Database, victim: list[list[Any]]
+    app: Client, db: Database, victim: list[list[Any]]
 ) -> None:
-    mallory = api.create(VICTIM_ORDERS["v-1"], key="v-1", profile="mallory")
+    mallory = app.create(VICTIM_ORDERS["v-1"], key="v-1", profile="mallory")
 
     assert mallory.status_code == 201 and "Idempotent-Replayed" not in mallory.headers
     assert mallory.json()["orderId"] not in {row[0] for row in victim}
-    assert api.get("/orders", profile="mallory").json()["orders"] == [mallory.json()]
+    assert app.get("/orders", profile="mallory").json()["orders"] == [mallory.json()]
 
 
 @pytest.mark.parametrize(
@@ -181,11 +184,11 @@ def test_the_victims_key_from_another_profile_makes_that_profile_its_own_order(
     ],
 )
 def test_a_structured_event_whose_source_or_id_is_not_a_non_empty_string_is_a_400(
-    api: Client, db: Database, identity: dict[str, Any]
+    app: Client, db: Database, identity: dict[str, Any]
 ) -> None:
     event = {"specversion": "1.0", "type": "com.example.order.create", "profileid": "mallory",
              "data": {"productQuantity": 1}, **identity}
-    response = api.http.post(api.url + "/", data=json.dumps(event), timeout=30,
+    response = app.http.post(app.url + "/", data=json.dumps(event), timeout=30,
                              headers={"Content-Type": "application/cloudevents+json"})
 
     assert response.status_code == 400, response.text
@@ -204,8 +207,8 @@ def test_a_structured_event_whose_source_or_id_is_not_a_non_empty_string_is_a_40
     ],
 )
 def test_control_characters_in_headers_are_refused_before_the_function_sees_them(
-    api: Client, db: Database, redis_server, victim: list[list[Any]], header_lines: list[bytes]
-) -> None:  # type: ignore[no-untyped-def]
+    api: Client, db: Database, redis_server: RedisServer, victim: list[list[Any]], header_lines: list[bytes]
+) -> None:
     answer = send_raw(api.url, b"POST", b"/orders", [b"Content-Type: application/json", *header_lines],
                       json.dumps(ORDER).encode())
 
@@ -249,16 +252,16 @@ def test_a_profile_header_sent_twice_is_refused_rather_than_either_one_believed(
     assert db.order_count() == len(VICTIM_ORDERS)
 
 
-def send(api: Client, hostile: Hostile, *, victim_order: str) -> requests.Response:
+def send(app: Client, hostile: Hostile, *, victim_order: str) -> requests.Response:
     headers: dict[str, str | bytes] = dict(hostile.headers)
     if hostile.body is not None:
         headers["Content-Type"] = hostile.content_type
-    return api.http.request(
-        hostile.method, api.url + hostile.path.replace(VICTIM_ORDER, victim_order),
+    return app.http.request(
+        hostile.method, app.url + hostile.path.replace(VICTIM_ORDER, victim_order),
         headers=headers, params=hostile.params, data=hostile.body, timeout=30,
     )
 
 
-def assert_every_redis_key_is_a_hash(redis_server) -> None:  # type: ignore[no-untyped-def]
-    keys = redis_server.client().keys("*")
+def assert_every_redis_key_is_a_hash(redis_server: RedisServer) -> None:
+    keys = cast(list[bytes], redis_server.client().keys("*"))
     assert all(HASHED_REDIS_KEY.fullmatch(key) for key in keys), keys

@@ -1,4 +1,5 @@
-"""The HTTP contract, route by route and status by status, against a running copy."""
+"""The HTTP contract, route by route and status by status, against the real app in this
+process (tests/inprocess.py); what only a served copy shows is in test_framing.py."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from support import ORDER, Client, Database, assert_problem
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 
 
-def test_a_new_key_creates_an_order_and_says_where_it_lives(api: Client, db: Database) -> None:
-    response = api.create({"productId": "sku-9", "productQuantity": 3}, key="first")
+def test_a_new_key_creates_an_order_and_says_where_it_lives(app: Client, db: Database) -> None:
+    response = app.create({"productId": "sku-9", "productQuantity": 3}, key="first")
 
     assert response.status_code == 201
     order = response.json()
@@ -30,10 +31,10 @@ def test_a_new_key_creates_an_order_and_says_where_it_lives(api: Client, db: Dat
 
 
 def test_the_same_key_and_body_replays_the_identical_answer_without_a_new_order(
-    api: Client, db: Database
+    app: Client, db: Database
 ) -> None:
-    first = api.create(key="again")
-    second = api.create(key="again")
+    first = app.create(key="again")
+    second = app.create(key="again")
 
     assert second.status_code == 201
     assert second.content == first.content
@@ -43,47 +44,47 @@ def test_the_same_key_and_body_replays_the_identical_answer_without_a_new_order(
 
 
 def test_the_quoted_key_form_and_a_lowercase_header_name_mean_the_same_key(
-    api: Client, db: Database
+    app: Client, db: Database
 ) -> None:
-    first = api.create(key="abc")
-    quoted = api.create(key='"abc"')
-    lowercase = api.create(key=None, headers={"idempotency-key": "abc"})
+    first = app.create(key="abc")
+    quoted = app.create(key='"abc"')
+    lowercase = app.create(key=None, headers={"idempotency-key": "abc"})
 
     assert quoted.json() == first.json() == lowercase.json()
     assert db.order_count() == 1
 
 
-def test_reordered_and_respaced_json_is_the_same_body(api: Client, db: Database) -> None:
-    first = api.create(data='{"productId":"sku-1","productQuantity":2}', key="k")
-    respaced = api.create(data='{\n  "productQuantity" : 2 ,\n  "productId":  "sku-1"\n}', key="k")
+def test_reordered_and_respaced_json_is_the_same_body(app: Client, db: Database) -> None:
+    first = app.create(data='{"productId":"sku-1","productQuantity":2}', key="k")
+    respaced = app.create(data='{\n  "productQuantity" : 2 ,\n  "productId":  "sku-1"\n}', key="k")
 
     assert respaced.status_code == 201
     assert respaced.json() == first.json()
     assert db.order_count() == 1
 
 
-def test_a_changed_body_under_a_used_key_is_422_and_makes_nothing(api: Client, db: Database) -> None:
-    original = api.create({"productQuantity": 2}, key="k")
-    mismatches_before = api.outcome_count("mismatch")
-    changed = api.create({"productQuantity": 3}, key="k")
+def test_a_changed_body_under_a_used_key_is_422_and_makes_nothing(app: Client, db: Database) -> None:
+    original = app.create({"productQuantity": 2}, key="k")
+    mismatches_before = app.outcome_count("mismatch")
+    changed = app.create({"productQuantity": 3}, key="k")
 
     assert_problem(changed, 422, "different body")
     assert db.order_count() == 1
-    assert api.outcome_count("mismatch") == mismatches_before + 1
-    assert api.create({"productQuantity": 2}, key="k").json() == original.json()
+    assert app.outcome_count("mismatch") == mismatches_before + 1
+    assert app.create({"productQuantity": 2}, key="k").json() == original.json()
 
 
-def test_a_missing_key_is_400_when_keys_are_required(api: Client, db: Database) -> None:
-    assert_problem(api.create(key=None), 400, "Idempotency-Key")
+def test_a_missing_key_is_400_when_keys_are_required(app: Client, db: Database) -> None:
+    assert_problem(app.create(key=None), 400, "Idempotency-Key")
     assert db.order_count() == 0
 
 
-def test_the_profile_may_come_from_the_query_and_may_repeat_the_header(api: Client) -> None:
-    by_query = api.http.post(
-        api.url + "/orders?profileId=bob", json=ORDER,
+def test_the_profile_may_come_from_the_query_and_may_repeat_the_header(app: Client) -> None:
+    by_query = app.http.post(
+        app.url + "/orders?profileId=bob", json=ORDER,
         headers={"Idempotency-Key": "q1"}, timeout=10,
     )
-    both = api.create(key="q1", profile="bob", params={"profileId": "bob"})
+    both = app.create(key="q1", profile="bob", params={"profileId": "bob"})
 
     assert by_query.status_code == 201 and by_query.json()["profileId"] == "bob"
     assert both.json() == by_query.json()
@@ -113,14 +114,14 @@ BAD_BODIES = [
 
 @pytest.mark.parametrize(("body", "named"), BAD_BODIES)
 def test_a_bad_body_is_a_400_naming_the_problem_and_writes_nothing(
-    api: Client, db: Database, body: str, named: str
+    app: Client, db: Database, body: str, named: str
 ) -> None:
-    assert_problem(api.create(data=body), 400, named)
+    assert_problem(app.create(data=body), 400, named)
     assert db.order_count() == 0
 
 
-def test_a_body_that_is_not_utf8_is_a_400(api: Client, db: Database) -> None:
-    assert_problem(api.create(data=b'{"productId": "\xff\xfe", "productQuantity": 1}'), 400, "UTF-8")
+def test_a_body_that_is_not_utf8_is_a_400(app: Client, db: Database) -> None:
+    assert_problem(app.create(data=b'{"productId": "\xff\xfe", "productQuantity": 1}'), 400, "UTF-8")
 
 
 @pytest.mark.parametrize(
@@ -136,14 +137,14 @@ def test_a_body_that_is_not_utf8_is_a_400(api: Client, db: Database) -> None:
     ],
 )
 def test_a_bad_idempotency_key_is_a_400_naming_the_header(
-    api: Client, db: Database, key: str, named: str
+    app: Client, db: Database, key: str, named: str
 ) -> None:
-    assert_problem(api.create(key=key.encode("utf-8").decode("latin-1")), 400, "Idempotency-Key", named)
+    assert_problem(app.create(key=key.encode("utf-8").decode("latin-1")), 400, "Idempotency-Key", named)
     assert db.order_count() == 0
 
 
-def test_a_key_of_exactly_255_characters_is_accepted(api: Client) -> None:
-    assert api.create(key="k" * 255).status_code == 201
+def test_a_key_of_exactly_255_characters_is_accepted(app: Client) -> None:
+    assert app.create(key="k" * 255).status_code == 201
 
 
 @pytest.mark.parametrize(
@@ -156,28 +157,28 @@ def test_a_key_of_exactly_255_characters_is_accepted(api: Client) -> None:
     ],
 )
 def test_a_missing_or_bad_profile_is_a_400(
-    api: Client, db: Database, profile: str | None, query: str | None, named: str
+    app: Client, db: Database, profile: str | None, query: str | None, named: str
 ) -> None:
     params = {"profileId": query} if query else None
-    assert_problem(api.create(profile=profile, params=params), 400, named)
+    assert_problem(app.create(profile=profile, params=params), 400, named)
     assert db.order_count() == 0
 
 
-def test_a_body_over_64_kib_is_a_413(api: Client, db: Database) -> None:
+def test_a_body_over_64_kib_is_a_413(app: Client, db: Database) -> None:
     huge = json.dumps({"productQuantity": 1, "productId": "x" * 70_000})
-    assert_problem(api.create(data=huge), 413, "bytes")
+    assert_problem(app.create(data=huge), 413, "bytes")
 
 
-def test_a_chunked_body_over_64_kib_is_a_413(api: Client, db: Database) -> None:
+def test_a_chunked_body_over_64_kib_is_a_413(app: Client, db: Database) -> None:
     chunks = (b"x" * 8192 for _ in range(10))  # no Content-Length: the limit still holds
-    assert_problem(api.create(data=chunks), 413, "bytes")
+    assert_problem(app.create(data=chunks), 413, "bytes")
     assert db.order_count() == 0
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
-def test_another_content_type_is_a_415(api: Client, db: Database, content_type: str | None) -> None:
-    response = api.http.post(
-        api.url + "/orders", data=json.dumps(ORDER).encode(),
+def test_another_content_type_is_a_415(app: Client, db: Database, content_type: str | None) -> None:
+    response = app.http.post(
+        app.url + "/orders", data=json.dumps(ORDER).encode(),
         headers={"X-Profile-Id": "alice", "Idempotency-Key": "k",
                  **({"Content-Type": content_type} if content_type else {})},
         timeout=10,
@@ -187,28 +188,28 @@ def test_another_content_type_is_a_415(api: Client, db: Database, content_type: 
     assert db.order_count() == 0
 
 
-def test_get_returns_the_order_as_created(api: Client) -> None:
-    created = api.create(key="g")
-    fetched = api.get(created.headers["Location"])
+def test_get_returns_the_order_as_created(app: Client) -> None:
+    created = app.create(key="g")
+    fetched = app.get(created.headers["Location"])
 
     assert fetched.status_code == 200
     assert fetched.json() == created.json()
 
 
-def test_get_of_an_unknown_id_is_404_and_a_malformed_id_is_400(api: Client) -> None:
-    assert_problem(api.get(f"/orders/{uuid.uuid4()}"), 404, "no order")
-    malformed = assert_problem(api.get("/orders/not-a-uuid"), 400, "UUID")
+def test_get_of_an_unknown_id_is_404_and_a_malformed_id_is_400(app: Client) -> None:
+    assert_problem(app.get(f"/orders/{uuid.uuid4()}"), 404, "no order")
+    malformed = assert_problem(app.get("/orders/not-a-uuid"), 400, "UUID")
     assert "path" in malformed["title"] and "query" not in malformed["title"]  # a path segment
-    assert_problem(api.get(f"/orders/{uuid.uuid4()}", profile=None), 400, "profile")
+    assert_problem(app.get(f"/orders/{uuid.uuid4()}", profile=None), 400, "profile")
 
 
-def test_list_pages_through_every_order_newest_first_exactly_once(api: Client) -> None:
-    created = [api.create({"productQuantity": n}, key=f"list-{n}").json() for n in range(1, 8)]
+def test_list_pages_through_every_order_newest_first_exactly_once(app: Client) -> None:
+    created = [app.create({"productQuantity": n}, key=f"list-{n}").json() for n in range(1, 8)]
     seen: list[dict[str, object]] = []
     cursor = None
     while True:
         params = {"limit": "3", **({"cursor": cursor} if cursor else {})}
-        page = api.get("/orders", params=params).json()
+        page = app.get("/orders", params=params).json()
         seen.extend(page["orders"])
         cursor = page["nextCursor"]
         if cursor is None:
@@ -217,10 +218,10 @@ def test_list_pages_through_every_order_newest_first_exactly_once(api: Client) -
     assert seen == list(reversed(created))
 
 
-def test_list_defaults_to_50_orders(api: Client) -> None:
+def test_list_defaults_to_50_orders(app: Client) -> None:
     for n in range(51):
-        api.create({"productQuantity": 1}, key=f"many-{n}")
-    page = api.get("/orders").json()
+        app.create({"productQuantity": 1}, key=f"many-{n}")
+    page = app.get("/orders").json()
     assert len(page["orders"]) == 50 and page["nextCursor"] is not None
 
 
@@ -231,51 +232,51 @@ def test_list_defaults_to_50_orders(api: Client) -> None:
         ({"limit": "-1"}, "limit"), ({"cursor": "bogus!"}, "cursor"), ({"cursor": "djI6MTA"}, "cursor"),
     ],
 )
-def test_list_with_a_bad_limit_or_cursor_is_a_400(api: Client, params: dict[str, str], named: str) -> None:
-    assert_problem(api.get("/orders", params=params), 400, named)
+def test_list_with_a_bad_limit_or_cursor_is_a_400(app: Client, params: dict[str, str], named: str) -> None:
+    assert_problem(app.get("/orders", params=params), 400, named)
 
 
-def test_the_same_key_from_two_profiles_makes_two_orders(api: Client, db: Database) -> None:
-    alice = api.create(key="shared", profile="alice").json()
-    bob = api.create(key="shared", profile="bob").json()
+def test_the_same_key_from_two_profiles_makes_two_orders(app: Client, db: Database) -> None:
+    alice = app.create(key="shared", profile="alice").json()
+    bob = app.create(key="shared", profile="bob").json()
 
     assert alice["orderId"] != bob["orderId"]
     assert db.order_count() == 2
 
 
-def test_another_profiles_order_is_404_and_absent_from_the_list(api: Client) -> None:
-    alice_order = api.create(key="mine", profile="alice")
+def test_another_profiles_order_is_404_and_absent_from_the_list(app: Client) -> None:
+    alice_order = app.create(key="mine", profile="alice")
 
-    assert_problem(api.get(alice_order.headers["Location"], profile="mallory"), 404)
-    assert api.get("/orders", profile="mallory").json() == {"orders": [], "nextCursor": None}
+    assert_problem(app.get(alice_order.headers["Location"], profile="mallory"), 404)
+    assert app.get("/orders", profile="mallory").json() == {"orders": [], "nextCursor": None}
 
 
-def test_healthz_reports_both_stores(api: Client) -> None:
-    response = api.get("/healthz", profile=None)
+def test_healthz_reports_both_stores(app: Client) -> None:
+    response = app.get("/healthz", profile=None)
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "postgres": "ok", "redis": "ok"}
 
 
-def test_metrics_count_outcomes_in_prometheus_text(api: Client) -> None:
-    before_created, before_replayed = api.outcome_count("created"), api.outcome_count("replayed-redis")
-    api.create(key="m")
-    api.create(key="m")
+def test_metrics_count_outcomes_in_prometheus_text(app: Client) -> None:
+    before_created, before_replayed = app.outcome_count("created"), app.outcome_count("replayed-redis")
+    app.create(key="m")
+    app.create(key="m")
 
-    assert api.outcome_count("created") == before_created + 1
-    assert api.outcome_count("replayed-redis") == before_replayed + 1
-    text = api.get("/metrics", profile=None).text
+    assert app.outcome_count("created") == before_created + 1
+    assert app.outcome_count("replayed-redis") == before_replayed + 1
+    text = app.get("/metrics", profile=None).text
     assert "orders_request_duration_seconds_bucket" in text
     assert 'orders_http_requests_total{method="POST",route="create",status="201"}' in text
     assert re.search(r"^orders_created_total [1-9]", text, re.MULTILINE)
 
 
-def test_an_unknown_route_is_a_404_and_a_wrong_method_a_405(api: Client) -> None:
-    assert_problem(api.get("/nowhere"), 404, "route")
-    response = api.http.delete(api.url + "/orders", timeout=10)
+def test_an_unknown_route_is_a_404_and_a_wrong_method_a_405(app: Client) -> None:
+    assert_problem(app.get("/nowhere"), 404, "route")
+    response = app.http.delete(app.url + "/orders", timeout=10)
     assert_problem(response, 405, "GET")
     assert "POST" in response.headers["Allow"]
 
 
-def test_every_answer_names_the_copy_that_served_it(api: Client) -> None:
-    assert re.fullmatch(r".+/\d+", api.create().headers["X-Served-By"])
-    assert api.get("/nowhere").headers["X-Served-By"]
+def test_every_answer_names_the_copy_that_served_it(app: Client) -> None:
+    assert re.fullmatch(r".+/\d+", app.create().headers["X-Served-By"])
+    assert app.get("/nowhere").headers["X-Served-By"]

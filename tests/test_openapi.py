@@ -1,18 +1,20 @@
 """function/openapi.json is valid OpenAPI 3.1, lists exactly the routes the function
-serves, and says every status, header and body the function really answers."""
+serves, and says every status, header and body the function really answers (asked of
+the real app in this process, tests/inprocess.py)."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import jwt
 import pytest
 import requests
 from openapi_spec_validator import validate
 
+from devserver.servers import PostgresServer, RedisServer
 from support import ORDER, Client, Database
 from function.fingerprint import fingerprint
 from function.inputs import order_request_from
@@ -52,9 +54,9 @@ def test_every_route_the_function_serves_is_documented_and_nothing_more(
 
 
 def test_the_function_serves_the_document_as_it_is_in_the_repository(
-    api: Client, document: dict[str, Any]
+    app: Client, document: dict[str, Any]
 ) -> None:
-    response = api.get("/openapi.json", profile=None)
+    response = app.get("/openapi.json", profile=None)
 
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("application/json")
@@ -62,64 +64,66 @@ def test_the_function_serves_the_document_as_it_is_in_the_repository(
 
 
 def test_every_status_each_route_answers_is_documented_with_its_headers_and_body(
-    api: Client, db: Database, start_copies, redis_server, postgres, document: dict[str, Any]  # type: ignore[no-untyped-def]
+    app: Client, db: Database, serve_in_process: Callable[..., Client], redis_server: RedisServer,
+    postgres: PostgresServer, document: dict[str, Any],
 ) -> None:
-    (jwt_copy,) = start_copies(1, AUTH_MODE="jwt", JWT_SECRET=SECRET, IDEMPOTENCY_WAIT_SECONDS="0")
     answers = AnswerLog(document)
-    tour_the_order_routes(api, answers)
-    tour_the_event_route(api, answers)
-    tour_the_operations_routes(api, answers)
-    tour_what_only_jwt_mode_and_a_busy_key_answer(Client(jwt_copy.url), redis_server, answers)
-    tour_postgresql_down(api, postgres, answers)
+    tour_the_order_routes(app, answers)
+    tour_the_event_route(app, answers)
+    tour_the_operations_routes(app, answers)
+    tour_postgresql_down(app, postgres, answers)
+    # Last: while the JWT app serves, the default one does not (tests/inprocess.py).
+    jwt_app = serve_in_process(AUTH_MODE="jwt", JWT_SECRET=SECRET, IDEMPOTENCY_WAIT_SECONDS="0")
+    tour_what_only_jwt_mode_and_a_busy_key_answer(jwt_app, redis_server, answers)
 
     # ... and the document claims no status that none of these requests could bring about.
     assert dict(answers.seen) == documented_statuses(document)
 
 
-def tour_the_order_routes(api: Client, answers: AnswerLog) -> None:
+def tour_the_order_routes(app: Client, answers: AnswerLog) -> None:
     create, listing, get = ("POST", "/orders"), ("GET", "/orders"), ("GET", "/orders/{orderId}")
-    created = answers.check(*create, api.create(key="tour"))
-    answers.check(*create, api.create(key="tour"))  # a replay
-    answers.check(*create, api.create({"productQuantity": 1, "productId": None}, key="null-product"))
-    answers.check(*create, api.create({"productQuantity": 0}))
-    answers.check(*create, api.create(key=None))
-    answers.check(*create, api.create(profile=None))
-    answers.check(*create, api.create(data="x" * 70_000))
-    answers.check(*create, api.create(data=json.dumps(ORDER), headers={"Content-Type": "text/plain"}))
-    answers.check(*create, api.create({"productQuantity": 9}, key="tour"))
-    answers.check(*create, post_binary_event(api, "/orders", {"productQuantity": 1, "profileId": "alice"}))
+    created = answers.check(*create, app.create(key="tour"))
+    answers.check(*create, app.create(key="tour"))  # a replay
+    answers.check(*create, app.create({"productQuantity": 1, "productId": None}, key="null-product"))
+    answers.check(*create, app.create({"productQuantity": 0}))
+    answers.check(*create, app.create(key=None))
+    answers.check(*create, app.create(profile=None))
+    answers.check(*create, app.create(data="x" * 70_000))
+    answers.check(*create, app.create(data=json.dumps(ORDER), headers={"Content-Type": "text/plain"}))
+    answers.check(*create, app.create({"productQuantity": 9}, key="tour"))
+    answers.check(*create, post_binary_event(app, "/orders", {"productQuantity": 1, "profileId": "alice"}))
 
-    answers.check(*get, api.get(created.headers["Location"]))
-    answers.check(*get, api.get(f"/orders/{uuid.uuid4()}"))
-    answers.check(*get, api.get("/orders/not-a-uuid"))
+    answers.check(*get, app.get(created.headers["Location"]))
+    answers.check(*get, app.get(f"/orders/{uuid.uuid4()}"))
+    answers.check(*get, app.get("/orders/not-a-uuid"))
 
-    first_page = answers.check(*listing, api.get("/orders", params={"limit": "1"}))
-    answers.check(*listing, api.get("/orders", params={"cursor": first_page.json()["nextCursor"]}))
-    answers.check(*listing, api.get("/orders", params={"limit": "501"}))
+    first_page = answers.check(*listing, app.get("/orders", params={"limit": "1"}))
+    answers.check(*listing, app.get("/orders", params={"cursor": first_page.json()["nextCursor"]}))
+    answers.check(*listing, app.get("/orders", params={"limit": "501"}))
 
 
-def tour_the_event_route(api: Client, answers: AnswerLog) -> None:
+def tour_the_event_route(app: Client, answers: AnswerLog) -> None:
     event = ("POST", "/")
     data = {"productQuantity": 3, "profileId": "alice"}
-    answers.check(*event, post_binary_event(api, "/", data, idempotencykey="event-tour"))
-    answers.check(*event, post_binary_event(api, "/", {**data, "productQuantity": 4}, idempotencykey="event-tour"))
-    answers.check(*event, post_binary_event(api, "/", {"productQuantity": 3}))
-    answers.check(*event, post_binary_event(api, "/", "x" * 70_000))
-    answers.check(*event, post_binary_event(api, "/", {}, type="dev.knative.sources.ping"))  # 202
+    answers.check(*event, post_binary_event(app, "/", data, idempotencykey="event-tour"))
+    answers.check(*event, post_binary_event(app, "/", {**data, "productQuantity": 4}, idempotencykey="event-tour"))
+    answers.check(*event, post_binary_event(app, "/", {"productQuantity": 3}))
+    answers.check(*event, post_binary_event(app, "/", "x" * 70_000))
+    answers.check(*event, post_binary_event(app, "/", {}, type="dev.knative.sources.ping"))  # 202
     structured = {"specversion": "1.0", "type": CREATE, "source": "/tour", "id": "s-1", "data": data}
-    answers.check(*event, api.http.post(
-        api.url + "/", data=json.dumps(structured),
+    answers.check(*event, app.http.post(
+        app.url + "/", data=json.dumps(structured),
         headers={"Content-Type": "application/cloudevents+json"}, timeout=30,
     ))
 
 
-def tour_the_operations_routes(api: Client, answers: AnswerLog) -> None:
-    answers.check("GET", "/healthz", api.get("/healthz", profile=None))
-    answers.check("GET", "/metrics", api.get("/metrics", profile=None))
-    answers.check("GET", "/openapi.json", api.get("/openapi.json", profile=None))
+def tour_the_operations_routes(app: Client, answers: AnswerLog) -> None:
+    answers.check("GET", "/healthz", app.get("/healthz", profile=None))
+    answers.check("GET", "/metrics", app.get("/metrics", profile=None))
+    answers.check("GET", "/openapi.json", app.get("/openapi.json", profile=None))
 
 
-def tour_what_only_jwt_mode_and_a_busy_key_answer(client: Client, redis_server, answers: AnswerLog) -> None:  # type: ignore[no-untyped-def]
+def tour_what_only_jwt_mode_and_a_busy_key_answer(client: Client, redis_server: RedisServer, answers: AnswerLog) -> None:
     bearer = {"Authorization": "Bearer " + jwt.encode({"sub": "alice", "exp": int(time.time()) + 300}, SECRET)}
     for method, path in (("POST", "/orders"), ("GET", "/orders"), ("GET", "/orders/{orderId}")):
         url = path.replace("{orderId}", str(uuid.uuid4()))
@@ -136,14 +140,14 @@ def tour_what_only_jwt_mode_and_a_busy_key_answer(client: Client, redis_server, 
     answers.check("POST", "/", post_binary_event(client, "/", {**ORDER, "profileId": "alice"}, idempotencykey="busy"))
 
 
-def tour_postgresql_down(api: Client, postgres, answers: AnswerLog) -> None:  # type: ignore[no-untyped-def]
+def tour_postgresql_down(app: Client, postgres: PostgresServer, answers: AnswerLog) -> None:
     postgres.stop()
     try:
-        answers.check("POST", "/orders", api.create())
-        answers.check("GET", "/orders", api.get("/orders"))
-        answers.check("GET", "/orders/{orderId}", api.get(f"/orders/{uuid.uuid4()}"))
-        answers.check("POST", "/", post_binary_event(api, "/", {"productQuantity": 1, "profileId": "alice"}))
-        answers.check("GET", "/healthz", api.get("/healthz", profile=None))
+        answers.check("POST", "/orders", app.create())
+        answers.check("GET", "/orders", app.get("/orders"))
+        answers.check("GET", "/orders/{orderId}", app.get(f"/orders/{uuid.uuid4()}"))
+        answers.check("POST", "/", post_binary_event(app, "/", {"productQuantity": 1, "profileId": "alice"}))
+        answers.check("GET", "/healthz", app.get("/healthz", profile=None))
     finally:
         postgres.start()
 

@@ -1,25 +1,32 @@
 """The operator's metrics say what happened: claims taken over after a lease ran out,
 Redis failures by kind, waits by how they ended, the PostgreSQL pool, latency by outcome.
-Each is read from a real copy's /metrics after real requests against real servers."""
+Each is read from the real app's /metrics (in this process, tests/inprocess.py) after real
+requests against real servers: counters as what the test's requests added to them."""
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-import requests
-
-from support import ORDER, Client, Database, sample
-from devserver.copies import FunctionCopy
 from devserver.servers import free_port
 from function.fingerprint import fingerprint
 from function.inputs import order_request_from
 from function.records import InFlight, encode, redis_key
+from loadgen.exposition import sample
+from support import ORDER, Client, Database
 
 FINGERPRINT = fingerprint(order_request_from(ORDER).canonical())
 
 
-def scrape(copy: FunctionCopy) -> str:
-    return requests.get(copy.url + "/metrics", timeout=30).text
+class Counted:
+    """The app's counters when made; `rise` is what was added to one since."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.before = client.get("/metrics", profile=None).text
+
+    def rise(self, name: str, labels: str = "") -> float:
+        now = self.client.get("/metrics", profile=None).text
+        return sample(now, name, labels) - sample(self.before, name, labels)
 
 
 def redis_now_ms(redis_server: Any) -> int:
@@ -35,27 +42,27 @@ def leave_claim(redis_server: Any, key: str, *, lease_until_ms: int, owner: str 
 
 
 def test_a_claim_whose_lease_ran_out_is_taken_over_counted_once_and_makes_one_order(
-    start_copies: Callable[..., list[FunctionCopy]], redis_server: Any, db: Database,
+    app: Client, redis_server: Any, db: Database,
 ) -> None:
-    (copy,) = start_copies(1)
+    counted = Counted(app)
     leave_claim(redis_server, "orphaned", lease_until_ms=redis_now_ms(redis_server) - 1)
-    client = Client(copy.url)
+    client = app
 
     first = client.create(key="orphaned")
     again = client.create(key="orphaned")
 
     assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers
     assert again.headers["Idempotent-Replayed"] == "true" and again.json() == first.json()
-    assert sample(scrape(copy), "orders_claims_taken_over_total") == 1
+    assert counted.rise("orders_claims_taken_over_total") == 1
     assert db.order_count() == 1
 
 
 def test_a_takeover_of_an_owner_that_committed_then_hung_returns_its_order_not_a_second(
-    start_copies: Callable[..., list[FunctionCopy]], redis_server: Any, db: Database,
+    app: Client, redis_server: Any, db: Database,
 ) -> None:
-    (copy,) = start_copies(1)
-    client = Client(copy.url)
+    client = app
     original = client.create(key="hung-after-commit")
+    counted = Counted(client)
     # Its owner committed, then hung before finishing: Redis still shows its claim, expired.
     leave_claim(redis_server, "hung-after-commit", lease_until_ms=redis_now_ms(redis_server) - 1)
 
@@ -63,31 +70,30 @@ def test_a_takeover_of_an_owner_that_committed_then_hung_returns_its_order_not_a
 
     assert retry.status_code == 201 and retry.headers["Idempotent-Replayed"] == "true"
     assert retry.json() == original.json()
-    text = scrape(copy)
-    assert sample(text, "orders_claims_taken_over_total") == 1
-    assert sample(text, "orders_idempotency_outcomes_total", '{outcome="replayed-postgres"}') == 1
+    assert counted.rise("orders_claims_taken_over_total") == 1
+    assert counted.rise("orders_idempotency_outcomes_total", '{outcome="replayed-postgres"}') == 1
     assert db.order_count() == 1
 
 
 def test_a_claim_within_its_lease_is_waited_for_not_taken_over(
-    start_copies: Callable[..., list[FunctionCopy]], redis_server: Any, db: Database,
+    serve_in_process: Callable[..., Client], redis_server: Any, db: Database,
 ) -> None:
-    (copy,) = start_copies(1, IDEMPOTENCY_WAIT_SECONDS="0.2")
+    client = serve_in_process(IDEMPOTENCY_WAIT_SECONDS="0.2")
+    counted = Counted(client)
     leave_claim(redis_server, "alive", lease_until_ms=redis_now_ms(redis_server) + 60_000, owner="alive-copy")
 
-    assert Client(copy.url).create(key="alive").status_code == 409
+    assert client.create(key="alive").status_code == 409
 
-    text = scrape(copy)
-    assert sample(text, "orders_claims_taken_over_total") == 0
-    assert sample(text, "orders_waits_total", '{ended="conflict"}') == 1
+    assert counted.rise("orders_claims_taken_over_total") == 0
+    assert counted.rise("orders_waits_total", '{ended="conflict"}') == 1
     assert db.order_count() == 0
 
 
 def test_every_wait_is_counted_once_by_how_it_ended(
-    start_copies: Callable[..., list[FunctionCopy]], redis_server: Any, db: Database,
+    serve_in_process: Callable[..., Client], redis_server: Any, db: Database,
 ) -> None:
-    (copy,) = start_copies(1, IDEMPOTENCY_WAIT_SECONDS="0.3")
-    client = Client(copy.url)
+    client = serve_in_process(IDEMPOTENCY_WAIT_SECONDS="0.3")
+    counted = Counted(client)
     # found-in-postgres: the order exists, but Redis shows a live claim (a stale one).
     client.create(key="stale-claim")
     leave_claim(redis_server, "stale-claim", lease_until_ms=redis_now_ms(redis_server) + 60_000, owner="gone")
@@ -97,41 +103,40 @@ def test_every_wait_is_counted_once_by_how_it_ended(
     assert client.create(key="stale-claim").headers["Idempotent-Replayed"] == "true"
     assert client.create(key="in-flight").status_code == 409
 
-    text = scrape(copy)
-    ended = {how: sample(text, "orders_waits_total", f'{{ended="{how}"}}')
+    ended = {how: counted.rise("orders_waits_total", f'{{ended="{how}"}}')
              for how in ("done", "found-in-postgres", "claimed", "conflict", "mismatch", "redis-down", "failed")}
     assert ended == {"done": 0, "found-in-postgres": 1, "claimed": 0, "conflict": 1, "mismatch": 0,
                      "redis-down": 0, "failed": 0}
 
 
 def test_redis_failures_are_counted_by_kind_and_the_orders_are_still_made(
-    start_copies: Callable[..., list[FunctionCopy]], db: Database,
+    serve_in_process: Callable[..., Client], db: Database,
 ) -> None:
-    (copy,) = start_copies(1, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    client = serve_in_process(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    counted = Counted(client)
 
-    answer = Client(copy.url).create(key="no-redis")
+    answer = client.create(key="no-redis")
 
     assert answer.status_code == 201
-    text = scrape(copy)
-    assert sample(text, "orders_redis_failures_total", '{kind="connection"}') >= 1
-    assert sample(text, "orders_redis_failures_total", '{kind="timeout"}') == 0
-    assert sample(text, "orders_degraded_operations_total") == 1
+    assert counted.rise("orders_redis_failures_total", '{kind="connection"}') >= 1
+    assert counted.rise("orders_redis_failures_total", '{kind="timeout"}') == 0
+    assert counted.rise("orders_degraded_operations_total") == 1
     assert db.order_count() == 1
 
 
 def test_the_pool_gauges_and_latency_by_outcome_add_up_after_requests(
-    start_copies: Callable[..., list[FunctionCopy]], db: Database,
+    serve_in_process: Callable[..., Client], db: Database,
 ) -> None:
-    (copy,) = start_copies(1, DATABASE_POOL_SIZE="3")
-    client = Client(copy.url)
+    client = serve_in_process(DATABASE_POOL_SIZE="3")
+    counted = Counted(client)
     for n in range(3):
         client.create(key=f"pool-{n}")
     client.create(key="pool-0")
 
-    text = scrape(copy)
+    text = client.get("/metrics", profile=None).text
     assert sample(text, "orders_db_pool_connections_max") == 3
     assert sample(text, "orders_db_pool_connections_in_use") == 0
     assert sample(text, "orders_db_pool_waiting_requests") == 0
-    assert sample(text, "orders_db_pool_wait_seconds_count") >= 3  # one per unit of work
-    assert sample(text, "orders_order_duration_seconds_count", '{outcome="created"}') == 3
-    assert sample(text, "orders_order_duration_seconds_count", '{outcome="replayed-redis"}') == 1
+    assert counted.rise("orders_db_pool_wait_seconds_count") >= 3  # one per unit of work
+    assert counted.rise("orders_order_duration_seconds_count", '{outcome="created"}') == 3
+    assert counted.rise("orders_order_duration_seconds_count", '{outcome="replayed-redis"}') == 1

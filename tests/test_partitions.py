@@ -95,7 +95,7 @@ class Traffic:
 @pytest.mark.parametrize("fault", ["black hole", "reset"])
 def test_postgresql_partitioned_under_creates_answers_within_the_bound_and_loses_no_key(
     fault: str, start_copies, db: Database, postgres, network_faults: NetworkFaults,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     name = "partitioned-copy"
     (copy,) = start_copies(1, DATABASE_URL=f"{postgres.url}?application_name={name}")
     client = Client(copy.url)
@@ -147,7 +147,7 @@ def test_postgresql_partitioned_under_creates_answers_within_the_bound_and_loses
 @pytest.mark.parametrize("fault", ["black hole", "reset"])
 def test_redis_partitioned_creates_and_replays_go_on_through_postgresql_and_redis_is_used_after_the_heal(
     fault: str, start_copies, db: Database, redis_server, network_faults: NetworkFaults,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     (copy,) = start_copies(1)
     client = Client(copy.url)
     before = client.create(key="before-partition")
@@ -189,7 +189,7 @@ def test_redis_partitioned_creates_and_replays_go_on_through_postgresql_and_redi
 
 def test_the_sink_black_holed_loses_no_event_bounds_every_post_and_publishing_resumes(
     start_copies, db: Database, workdir, network_faults: NetworkFaults,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from function.outbox import POST_TIMEOUT_SECONDS
 
     sink = EventSink(workdir / "partition-sink").start()
@@ -224,7 +224,7 @@ def test_the_sink_black_holed_loses_no_event_bounds_every_post_and_publishing_re
 
 def test_a_copys_connections_to_postgresql_redis_and_the_sink_carry_the_configured_keepalive(
     start_copies, db: Database, postgres, redis_server, workdir,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """So an idle connection whose peer vanished without a reset is found within
     idle + interval x probes, not the system's two hours (`ss` shows each socket's timer)."""
     if shutil.which("ss") is None:
@@ -245,7 +245,7 @@ def test_a_copys_connections_to_postgresql_redis_and_the_sink_carry_the_configur
         sink.stop()
 
 
-def keepalive_timers(copy) -> dict[int, list[float]]:  # type: ignore[no-untyped-def]
+def keepalive_timers(copy) -> dict[int, list[float]]:
     """Remote port -> seconds left on each keepalive timer of the copy's established connections."""
     processes = [psutil.Process(copy.process.pid), *psutil.Process(copy.process.pid).children(recursive=True)]
     local_ports = {connection.laddr.port for process in processes

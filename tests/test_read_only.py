@@ -41,7 +41,7 @@ def _set_read_only(postgres: PostgresServer, on: bool) -> None:
 
 
 def assert_writes_refused_and_resumed(
-    client: Client, database: Database, redis_server, postgres, backends: Callable[[], set[int]] = set,  # type: ignore[no-untyped-def]
+    client: Client, database: Database, redis_server, postgres, backends: Callable[[], set[int]] = set,
 ) -> None:
     before = client.create(key="before")
     assert before.status_code == 201
@@ -75,7 +75,7 @@ def assert_writes_refused_and_resumed(
 
 def test_a_read_only_postgresql_is_a_503_that_leaves_nothing_and_writes_resume_by_themselves(
     start_copies, db: Database, postgres, redis_server,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     name = "read-only-copy"
     (copy,) = start_copies(1, DATABASE_URL=f"{postgres.url}?application_name={name}")
 
@@ -87,7 +87,7 @@ def test_a_read_only_postgresql_is_a_503_that_leaves_nothing_and_writes_resume_b
 
 def test_a_read_only_postgresql_behind_a_transaction_mode_pgbouncer_is_a_503_too(
     start_copies, pgbouncer, pooled_db: Database, small_postgres, redis_server,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     (copy,) = start_copies(1, DATABASE_URL=pgbouncer.url, DATABASE_POOLING="transaction")
 
     assert_writes_refused_and_resumed(Client(copy.url), pooled_db, redis_server, small_postgres)
@@ -95,7 +95,7 @@ def test_a_read_only_postgresql_behind_a_transaction_mode_pgbouncer_is_a_503_too
 
 def test_with_order_events_a_read_only_postgresql_is_a_503_and_every_order_made_is_published(
     start_copies, db: Database, postgres, redis_server, workdir,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     sink = EventSink(workdir / "read-only-sink").start()
     try:
         (copy,) = start_copies(1, K_SINK=sink.url, OUTBOX_RETRY_SECONDS="0.5")

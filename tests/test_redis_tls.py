@@ -1,5 +1,6 @@
 """`REDIS_URL=rediss://...`: the contract's TLS form, against a real Redis that speaks TLS
-only, with the server's certificate verified (never switched off to make it work)."""
+only, with the server's certificate verified (never switched off to make it work). The
+real app runs in this process (tests/inprocess.py), its REDIS_URL given as a copy's is."""
 
 from __future__ import annotations
 
@@ -7,15 +8,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
-from support import Client, Database, idempotency_records
-from devserver.copies import FunctionCopy
 from devserver.servers import RedisServer
 from devserver.tls import make_certificates
 from devserver.waiting import NotReady
-
-pytestmark = pytest.mark.multiprocess
+from support import Client, Database, idempotency_records
 
 
 @pytest.fixture(scope="module")
@@ -34,37 +31,37 @@ def tls_redis(workdir: Path) -> Iterator[RedisServer]:
 
 
 def test_over_tls_a_key_is_claimed_finished_and_replayed_from_redis(
-    start_copies: Callable[..., list[FunctionCopy]], tls_redis: RedisServer, db: Database,
+    serve_in_process: Callable[..., Client], tls_redis: RedisServer, db: Database,
 ) -> None:
     tls_redis.client().flushall()
-    (copy,) = start_copies(1, REDIS_URL=tls_redis.url)
-    client = Client(copy.url)
+    client = serve_in_process(REDIS_URL=tls_redis.url)
+    from_redis = client.outcome_count("replayed-redis")
 
     first = client.create(key="over-tls")
     again = client.create(key="over-tls")
 
     assert first.status_code == 201 and again.status_code == 201
     assert again.headers["Idempotent-Replayed"] == "true" and again.json() == first.json()
-    assert client.outcome_count("replayed-redis") == 1  # answered from the TLS Redis
+    assert client.outcome_count("replayed-redis") == from_redis + 1  # answered from the TLS Redis
     assert len(idempotency_records(tls_redis)) == 1
-    assert requests.get(copy.url + "/healthz", timeout=10).json() == {"status": "ok", "postgres": "ok", "redis": "ok"}
+    assert client.get("/healthz", profile=None).json() == {"status": "ok", "postgres": "ok", "redis": "ok"}
     assert db.order_count() == 1
 
 
 def test_a_redis_certificate_the_copy_cannot_verify_is_redis_unavailable_not_trusted(
-    start_copies: Callable[..., list[FunctionCopy]], tls_redis: RedisServer, db: Database,
+    serve_in_process: Callable[..., Client], tls_redis: RedisServer, db: Database,
 ) -> None:
     tls_redis.client().flushall()
     # The system's authorities only: the test authority's certificate must be refused.
-    (copy,) = start_copies(1, REDIS_URL=tls_redis.url.partition("?")[0])
-    client = Client(copy.url)
+    client = serve_in_process(REDIS_URL=tls_redis.url.partition("?")[0])
+    from_postgres = client.outcome_count("replayed-postgres")
 
-    health = requests.get(copy.url + "/healthz", timeout=10)
+    health = client.get("/healthz", profile=None)
     first = client.create(key="unverified")
     again = client.create(key="unverified")
 
     assert health.status_code == 200 and health.json()["redis"] == "down"
     assert first.status_code == 201 and again.status_code == 201 and again.json() == first.json()
-    assert client.outcome_count("replayed-postgres") == 1  # PostgreSQL decided, as with Redis down
+    assert client.outcome_count("replayed-postgres") == from_postgres + 1  # PostgreSQL decided, as with Redis down
     assert idempotency_records(tls_redis) == []  # nothing was sent to a server it could not verify
     assert db.order_count() == 1

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Any, Callable, cast
 
 import pytest
 
-from support import Database, idempotency_records
+from devserver.copies import FunctionCopy
 from devserver.sentinel import SentinelSet
 from devserver.servers import RedisServer
+from support import Database, idempotency_records
 from scaleout import (
     StormResult,
     acknowledged,
@@ -37,7 +38,7 @@ def record_count(server: RedisServer) -> int:
     return len(idempotency_records(server))
 
 
-def start_on_sentinels(start_copies, sentinel_set: SentinelSet) -> list[str]:  # type: ignore[no-untyped-def]
+def start_on_sentinels(start_copies: Callable[..., list[FunctionCopy]], sentinel_set: SentinelSet) -> list[str]:
     return [copy.url for copy in start_copies(COPIES, REDIS_URL=sentinel_set.url)]
 
 
@@ -52,8 +53,8 @@ def storm_with_a_fault(urls: list[str], db: Database, fault: Callable[[], object
 
 
 def test_the_primary_killed_mid_storm_fails_over_and_no_key_gets_a_second_order(
-    start_copies, db: Database, sentinel_set: SentinelSet,
-) -> None:  # type: ignore[no-untyped-def]
+    start_copies: Callable[..., list[FunctionCopy]], db: Database, sentinel_set: SentinelSet,
+) -> None:
     urls = start_on_sentinels(start_copies, sentinel_set)
     old = sentinel_set.primary()
 
@@ -66,8 +67,8 @@ def test_the_primary_killed_mid_storm_fails_over_and_no_key_gets_a_second_order(
 
 
 def test_after_a_failover_every_acknowledged_order_replays_and_new_answers_are_kept_on_the_new_primary(
-    start_copies, db: Database, sentinel_set: SentinelSet,
-) -> None:  # type: ignore[no-untyped-def]
+    start_copies: Callable[..., list[FunctionCopy]], db: Database, sentinel_set: SentinelSet,
+) -> None:
     urls = start_on_sentinels(start_copies, sentinel_set)
     old = sentinel_set.primary()
     result, _ = storm_with_a_fault(urls, db, sentinel_set.kill_primary)
@@ -89,8 +90,8 @@ def test_after_a_failover_every_acknowledged_order_replays_and_new_answers_are_k
 
 
 def test_the_old_primary_brought_back_rejoins_as_a_replica_and_answers_stay_on_the_new_primary(
-    start_copies, db: Database, sentinel_set: SentinelSet,
-) -> None:  # type: ignore[no-untyped-def]
+    start_copies: Callable[..., list[FunctionCopy]], db: Database, sentinel_set: SentinelSet,
+) -> None:
     urls = start_on_sentinels(start_copies, sentinel_set)
     old = sentinel_set.kill_primary()
     new = sentinel_set.wait_for_failover(old)
@@ -98,7 +99,7 @@ def test_the_old_primary_brought_back_rejoins_as_a_replica_and_answers_stay_on_t
     sentinel_set.bring_back_as_replica(old)
 
     assert sentinel_set.primary() is new
-    assert old.client().info("replication")["role"] == "slave"
+    assert cast(dict[str, Any], old.client().info("replication"))["role"] == "slave"
     eventually(lambda: answers_are_stored_on(new, urls), "every copy storing answers on the new primary")
     keys = assert_new_keys_replay_on_another_copy(urls, "after-rejoin")
     assert db.order_count("storm") == len(keys)
@@ -107,8 +108,8 @@ def test_the_old_primary_brought_back_rejoins_as_a_replica_and_answers_stay_on_t
 
 
 def test_a_demoted_primary_answering_readonly_is_redis_down_and_the_function_recovers_by_itself(
-    start_copies, db: Database, sentinel_set: SentinelSet,
-) -> None:  # type: ignore[no-untyped-def]
+    start_copies: Callable[..., list[FunctionCopy]], db: Database, sentinel_set: SentinelSet,
+) -> None:
     # SENTINEL FAILOVER keeps the old primary running as a replica, so connections the
     # copies still hold to it answer READONLY to every write instead of breaking.
     urls = start_on_sentinels(start_copies, sentinel_set)
@@ -121,7 +122,7 @@ def test_a_demoted_primary_answering_readonly_is_redis_down_and_the_function_rec
     eventually(lambda: answers_are_stored_on(new, urls), "every copy storing answers on the new primary")
 
 
-def assert_the_storm_made_one_order_per_key_and_kept_every_acknowledged_one(result, db: Database) -> None:  # type: ignore[no-untyped-def]
+def assert_the_storm_made_one_order_per_key_and_kept_every_acknowledged_one(result, db: Database) -> None:
     assert result.errors == [] and server_errors(result) == []
     assert set(result.statuses()) <= {201, 409}
     assert_one_order_per_key(result, db)

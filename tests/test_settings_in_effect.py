@@ -1,25 +1,27 @@
-"""The contract's settings change what clients see, copy by copy."""
+"""The contract's settings change what clients see. Each is given to the real app in this
+process (parsed by the same Settings.from_env, tests/inprocess.py); a duplicate waiting on
+another copy needs two processes."""
 
 from __future__ import annotations
 
 import threading
 import time
+from typing import Callable
 
 import pytest
 import requests
 
+from devserver.copies import FunctionCopy
+from devserver.servers import PostgresServer, RedisServer
 from devserver.waiting import wait_until
 from function.records import redis_key
 from support import Client, Database, assert_problem, claim_held, redis_script_calls
 
-pytestmark = pytest.mark.multiprocess
-
 
 def test_on_mismatch_replay_answers_a_changed_body_with_the_original_order(
-    start_copies, db: Database, redis_server
-) -> None:  # type: ignore[no-untyped-def]
-    (copy,) = start_copies(1, IDEMPOTENCY_ON_MISMATCH="replay")
-    client = Client(copy.url)
+    serve_in_process: Callable[..., Client], db: Database, redis_server: RedisServer
+) -> None:
+    client = serve_in_process(IDEMPOTENCY_ON_MISMATCH="replay")
     original = client.create({"productQuantity": 2}, key="k")
 
     changed = client.create({"productQuantity": 9}, key="k")
@@ -32,9 +34,10 @@ def test_on_mismatch_replay_answers_a_changed_body_with_the_original_order(
     assert db.order_count() == 1
 
 
-def test_without_required_keys_a_keyless_post_creates_an_order_each_time(start_copies, db: Database) -> None:  # type: ignore[no-untyped-def]
-    (copy,) = start_copies(1, IDEMPOTENCY_KEY_REQUIRED="false")
-    client = Client(copy.url)
+def test_without_required_keys_a_keyless_post_creates_an_order_each_time(
+    serve_in_process: Callable[..., Client], db: Database
+) -> None:
+    client = serve_in_process(IDEMPOTENCY_KEY_REQUIRED="false")
 
     first, second = client.create(key=None), client.create(key=None)
     keyed, keyed_again = client.create(key="still-deduplicated"), client.create(key="still-deduplicated")
@@ -46,53 +49,54 @@ def test_without_required_keys_a_keyless_post_creates_an_order_each_time(start_c
 
 
 def test_a_finished_key_leaves_redis_after_the_ttl_and_is_then_replayed_from_postgresql(
-    start_copies, db: Database, redis_server
-) -> None:  # type: ignore[no-untyped-def]
-    (copy,) = start_copies(1, IDEMPOTENCY_TTL_SECONDS="1")
-    client = Client(copy.url)
+    serve_in_process: Callable[..., Client], db: Database, redis_server: RedisServer
+) -> None:
+    client = serve_in_process(IDEMPOTENCY_TTL_SECONDS="1")
+    from_redis, from_postgres = client.outcome_count("replayed-redis"), client.outcome_count("replayed-postgres")
     original = client.create(key="short-lived")
     client.create(key="short-lived")
-    assert client.outcome_count("replayed-redis") == 1
+    assert client.outcome_count("replayed-redis") == from_redis + 1
 
     record = redis_key("alice", "short-lived")
     wait_until(lambda: not redis_server.client().exists(record), what="the answer's TTL to run out", timeout_seconds=30)
     replay = client.create(key="short-lived")
 
     assert replay.content == original.content
-    assert client.outcome_count("replayed-postgres") == 1
+    assert client.outcome_count("replayed-postgres") == from_postgres + 1
     assert db.order_count() == 1
 
 
 def test_a_duplicate_gives_up_after_the_wait_with_a_409_and_retry_after(
-    start_copies, db: Database, redis_server
-) -> None:  # type: ignore[no-untyped-def]
+    serve_in_process: Callable[..., Client], db: Database, redis_server: RedisServer
+) -> None:
     from function.records import InFlight, encode, redis_key
 
-    (copy,) = start_copies(1, IDEMPOTENCY_WAIT_SECONDS="0.4")
+    client = serve_in_process(IDEMPOTENCY_WAIT_SECONDS="0.4")
+    conflicts = client.outcome_count("conflict")
     # An original in flight elsewhere: its claim, held for 10 s.
     redis_server.client().set(redis_key("alice", "busy"), encode(InFlight(_fingerprint(), "elsewhere")), px=10_000)
 
     started = time.monotonic()
-    answer = Client(copy.url).create(key="busy")
+    answer = client.create(key="busy")
     waited = time.monotonic() - started
 
     assert_problem(answer, 409, "in flight")
     assert int(answer.headers["Retry-After"]) >= 1
     assert 0.4 <= waited < 3
-    assert Client(copy.url).outcome_count("conflict") == 1
+    assert client.outcome_count("conflict") == conflicts + 1
     assert db.order_count() == 0
 
 
 def test_without_auto_migrate_an_unmigrated_database_is_a_503_not_a_500(
-    start_copies, postgres
-) -> None:  # type: ignore[no-untyped-def]
+    serve_in_process: Callable[..., Client], postgres: PostgresServer
+) -> None:
     admin = postgres.connect()
     admin.run("DROP DATABASE IF EXISTS unmigrated")
     admin.run("CREATE DATABASE unmigrated")
     admin.close()
-    (copy,) = start_copies(1, AUTO_MIGRATE="false", DATABASE_URL=postgres.url.rsplit("/", 1)[0] + "/unmigrated")
+    client = serve_in_process(AUTO_MIGRATE="false", DATABASE_URL=postgres.url.rsplit("/", 1)[0] + "/unmigrated")
 
-    assert_problem(Client(copy.url).create(key="k"), 503)
+    assert_problem(client.create(key="k"), 503)
 
 
 def _fingerprint() -> str:
@@ -103,9 +107,10 @@ def _fingerprint() -> str:
     return fingerprint(order_request_from(ORDER).canonical())
 
 
+@pytest.mark.multiprocess
 def test_a_duplicate_on_another_copy_waits_for_the_original_and_answers_with_its_order(
-    start_copies, db: Database, postgres, redis_server
-) -> None:  # type: ignore[no-untyped-def]
+    start_copies: Callable[..., list[FunctionCopy]], db: Database, postgres: PostgresServer, redis_server: RedisServer
+) -> None:
     first_copy, second_copy = start_copies(2)
     # given: the original's INSERT is held back by an uncommitted row for the same key,
     # so it stays in flight while its duplicate arrives on the other copy.

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import pg8000.native
 import pytest
@@ -23,7 +24,7 @@ from devserver.copies import PROJECT_ROOT, FunctionCopy
 from devserver.servers import PostgresServer, RedisServer, free_port
 from devserver.waiting import wait_until
 from function.migrate import apply_migrations
-from support import fresh_database
+from support import Database, fresh_database
 
 pytestmark = pytest.mark.multiprocess
 
@@ -119,7 +120,7 @@ def test_a_missing_database_url_stops_the_start_up_naming_it(tmp_path: Path) -> 
 def test_the_function_and_its_tools_type_check() -> None:
     typed = next(line for line in (PROJECT_ROOT / "Makefile").read_text().splitlines() if line.startswith("TYPED"))
     packages = typed.split(":=")[1].split()
-    assert {"function", "devserver", "loadgen", "demo", "bench", "soak"} <= set(packages)
+    assert {"function", "devserver", "loadgen", "demo", "bench", "soak", "tests"} <= set(packages)
     checked = subprocess.run(
         [sys.executable, "-m", "mypy", *packages], cwd=PROJECT_ROOT, capture_output=True, text=True
     )
@@ -150,8 +151,8 @@ def _accepts(port: int) -> bool:
 
 
 def test_copies_starting_together_on_an_empty_database_apply_the_schema_once(
-    start_copies, postgres, redis_server
-) -> None:  # type: ignore[no-untyped-def]
+    start_copies: Callable[..., list[FunctionCopy]], postgres: PostgresServer, redis_server: RedisServer
+) -> None:
     copies = start_copies(4, DATABASE_URL=fresh_database(postgres, "fresh"))
 
     # The four copies started together; each applied the schema (or found it applied)
@@ -173,7 +174,7 @@ def test_copies_starting_together_on_an_empty_database_apply_the_schema_once(
     assert versions == [["0001_create_orders"], ["0002_create_outbox"]]
 
 
-def test_python_m_function_migrate_reports_an_up_to_date_schema(postgres) -> None:  # type: ignore[no-untyped-def]
+def test_python_m_function_migrate_reports_an_up_to_date_schema(postgres: PostgresServer) -> None:
     migrate = subprocess.run(
         [sys.executable, "-m", "function.migrate"], cwd=PROJECT_ROOT, capture_output=True, text=True,
         env={**os.environ, "DATABASE_URL": postgres.url},
@@ -182,7 +183,7 @@ def test_python_m_function_migrate_reports_an_up_to_date_schema(postgres) -> Non
     assert "schema is up to date" in migrate.stdout
 
 
-def test_the_dockerfile_command_serves_the_function_on_port(base_env, db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_dockerfile_command_serves_the_function_on_port(base_env: dict[str, str], db: Database, tmp_path: Path) -> None:
     cmd_line = next(line for line in (PROJECT_ROOT / "Dockerfile").read_text().splitlines()
                     if line.startswith("CMD "))
     command = json.loads(cmd_line[len("CMD "):])

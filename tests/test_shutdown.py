@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
+from typing import Callable
 
 import pytest
 import requests
 
+from devserver.copies import FunctionCopy
+from devserver.servers import PostgresServer, RedisServer
 from devserver.waiting import wait_until
 from support import Client, Database, accepts_connections, claim_held
 
@@ -14,8 +17,8 @@ pytestmark = pytest.mark.multiprocess
 
 
 def test_sigterm_lets_an_in_flight_create_finish_and_publish_its_answer(
-    start_copies, db: Database, postgres, redis_server
-) -> None:  # type: ignore[no-untyped-def]
+    start_copies: Callable[..., list[FunctionCopy]], db: Database, postgres: PostgresServer, redis_server: RedisServer
+) -> None:
     stopping, other = start_copies(2)
     Client(stopping.url).create(key="warm-up")
     answers: list[requests.Response] = []
@@ -28,6 +31,7 @@ def test_sigterm_lets_an_in_flight_create_finish_and_publish_its_answer(
     wait_until(lambda: not accepts_connections(stopping.url), what="the copy to stop accepting", timeout_seconds=30)
     postgres.resume()
     in_flight.join(timeout=30)
+    assert stopping.process is not None
     exit_code = stopping.process.wait(timeout=30)
 
     assert [a.status_code for a in answers] == [201]

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from devserver.copies import FunctionCopy
+from devserver.servers import PostgresServer, RedisServer
 from devserver.waiting import wait_until
 from function.migrate import ADVISORY_LOCK_ID
 from support import fresh_database
@@ -57,8 +58,8 @@ def test_a_malformed_setting_stops_the_start_up_with_one_line_naming_it(
 
 
 def test_the_schema_is_applied_before_the_first_request_outside_its_timeouts(
-    postgres, redis_server, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    postgres: PostgresServer, redis_server: RedisServer, tmp_path: Path
+) -> None:
     url = fresh_database(postgres, "slow_start")
     # Another copy's migration holds the schema lock for 3 s: far past this copy's 1 s
     # statement and lock timeouts, which would fail a migration run inside a request.

@@ -8,9 +8,8 @@ from function.fingerprint import fingerprint
 from function.inputs import encode_cursor, parse_cursor, parse_idempotency_key
 from function.problems import InvalidIdempotencyKey, InvalidParameter
 from function.records import Claimed, Create, Done, InFlight, Reject, Replay, Wait, decide, decode, encode, redis_key
-from function.settings import ConfigError, Settings
+from function.settings import ConfigError, Settings, declarations, one_from_env
 from function.targets import TargetError, parse_database_url, parse_redis_url
-from hardening.server_errors import server_errors
 
 URLS = {"DATABASE_URL": "postgresql://u:secret@db:5432/orders", "REDIS_URL": "redis://cache:6379/0"}
 
@@ -56,7 +55,7 @@ DONE = Done("fp", "id", b"{}")
         (DONE, DIFFERENT, True, Replay(DONE)),
     ],
 )
-def test_every_row_of_the_decision_table(found, fp, replay_on_mismatch, action) -> None:  # type: ignore[no-untyped-def]
+def test_every_row_of_the_decision_table(found, fp, replay_on_mismatch, action) -> None:
     assert decide(found, fp, replay_on_mismatch) == action
 
 
@@ -102,24 +101,10 @@ def test_settings_have_the_contracts_defaults() -> None:
         ({**URLS, "DATABASE_POOL_SIZE": "-2"}, "DATABASE_POOL_SIZE"),
     ],
 )
-def test_a_missing_or_malformed_variable_is_named_and_no_password_is_shown(env, named) -> None:  # type: ignore[no-untyped-def]
+def test_a_missing_or_malformed_variable_is_named_and_no_password_is_shown(env, named) -> None:
     with pytest.raises(ConfigError) as raised:
         Settings.from_env(env)
     assert named in str(raised.value) and "secret" not in str(raised.value)
-
-
-def test_the_log_watch_sees_an_error_line_from_any_server_and_any_line_that_is_not_json() -> None:
-    log = "\n".join([
-        '{"time":"t","level":"info","message":"request","status":201}',
-        '{"time":"t","level":"error","message":"unhandled error","route":"create"}',
-        '{"time":"t","level":"error","message":"Exception in ASGI application","logger":"uvicorn.error"}',
-        '{"time":"t","level":"critical","message":"WORKER TIMEOUT (pid:7)","logger":"gunicorn.error"}',
-        "Traceback (most recent call last):",
-        '{"time":"t","level":"info","message":"Worker (pid:7) was sent SIGTERM!","logger":"gunicorn.error"}',
-        '{"time":"t","level":"info","message":"request","status":503}',
-    ])
-    assert len(server_errors(log)) == 4
-    assert server_errors('{"level":"warning","message":"schema not checked at start-up"}') == []
 
 
 def test_a_sentinel_url_names_every_sentinel_the_service_and_the_database() -> None:
@@ -171,13 +156,8 @@ def test_a_wait_that_is_not_a_finite_number_is_refused(value: str) -> None:
         Settings.from_env({**URLS, "IDEMPOTENCY_WAIT_SECONDS": value})
 
 
-def test_the_framework_patch_refuses_a_functions_framework_that_no_longer_has_what_it_replaces(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import functions_framework.aio
-
-    from function.framework import FrameworkChanged, answer_framework_errors_as_problems
-
-    monkeypatch.delattr(functions_framework.aio, "Starlette")  # as if an upgrade renamed it
-    with pytest.raises(FrameworkChanged):
-        answer_framework_errors_as_problems()
+def test_a_tool_reading_one_setting_reads_it_as_a_copy_does() -> None:
+    env = {**URLS, "MIGRATION_TIMEOUT_SECONDS": "7", "DATABASE_CONNECT_TIMEOUT_SECONDS": "1.5", "AUTO_MIGRATE": "no"}
+    settings = Settings.from_env(env)
+    for name, _, _ in declarations():
+        assert one_from_env(env, name) == getattr(settings, name), name

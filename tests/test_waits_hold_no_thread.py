@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import psutil
 import pytest
 import requests
 
+from devserver.copies import FunctionCopy
+from devserver.servers import PostgresServer, RedisServer
 from devserver.waiting import wait_until
 from support import Client, Database, claim_held, metric
 
@@ -34,15 +37,16 @@ def creates_at_postgres(client: Client) -> float:
     return metric(client, "orders_db_pool_waiting_requests") + creates_in_batches(client)
 
 
-def worker_threads(copy) -> int:  # type: ignore[no-untyped-def]
+def worker_threads(copy: FunctionCopy) -> int:
     """Threads of the copy's gunicorn worker (its only child process)."""
+    assert copy.process is not None
     (worker,) = psutil.Process(copy.process.pid).children()
     return worker.num_threads()
 
 
 def test_sixty_four_duplicates_wait_for_their_original_without_a_thread_each(
-    start_copies, db: Database, postgres, redis_server
-) -> None:  # type: ignore[no-untyped-def]
+    start_copies: Callable[..., list[FunctionCopy]], db: Database, postgres: PostgresServer, redis_server: RedisServer
+) -> None:
     # Long pool waits: every duplicate's stale-claim check queues for a connection.
     (copy,) = start_copies(1, DATABASE_POOL_SIZE=str(POOL_SIZE), IDEMPOTENCY_WAIT_SECONDS="20",
                            DATABASE_STATEMENT_TIMEOUT_SECONDS="20", DATABASE_CONNECT_TIMEOUT_SECONDS="20")
@@ -77,8 +81,8 @@ def test_sixty_four_duplicates_wait_for_their_original_without_a_thread_each(
 
 
 def test_with_postgresql_hung_replays_are_still_served_from_redis(
-    start_copies, db: Database, postgres
-) -> None:  # type: ignore[no-untyped-def]
+    start_copies: Callable[..., list[FunctionCopy]], db: Database, postgres: PostgresServer
+) -> None:
     (copy,) = start_copies(1, DATABASE_POOL_SIZE=str(POOL_SIZE), DATABASE_STATEMENT_TIMEOUT_SECONDS="30",
                            DATABASE_CONNECT_TIMEOUT_SECONDS="30")
     client = Client(copy.url)

@@ -11,16 +11,17 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 import pytest
 import requests
 
-from support import ORDER, fresh_database
 from devserver import container
 from devserver.container import ContainerCopy
+from devserver.servers import PostgresServer, RedisServer
 from devserver.waiting import wait_until
 from function.migrate import pending_files
+from support import Database, ORDER, fresh_database
 
 MISSING = container.missing_tools()
 pytestmark = [
@@ -80,7 +81,7 @@ def create(copy: ContainerCopy, key: str, timeout: float = 30) -> requests.Respo
 
 def test_the_image_serves_a_create_and_its_replay_read_only_as_its_own_user_with_json_lines_only(
     start_container,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     copy = start_container(LOG_LEVEL="info")
 
     assert requests.get(copy.url + "/healthz", timeout=10).status_code == 200
@@ -109,8 +110,8 @@ def test_the_image_holds_no_installer_compiler_or_cache(image: str) -> None:
 
 
 def test_sigterm_lets_requests_in_flight_finish_and_the_container_exit_0_within_the_grace_period(
-    start_container, postgres, redis_server, db,
-) -> None:  # type: ignore[no-untyped-def]
+    start_container, postgres: PostgresServer, redis_server: RedisServer, db: Database,
+) -> None:
     # given: a copy whose database connections are open, and a PostgreSQL that then stops
     # answering, so three creates hang in flight (each has claimed its key in Redis)
     copy = start_container(LOG_LEVEL="info", GUNICORN_LOG_LEVEL="info", DATABASE_STATEMENT_TIMEOUT_SECONDS="20",
@@ -126,7 +127,7 @@ def test_sigterm_lets_requests_in_flight_finish_and_the_container_exit_0_within_
                    for key in keys]
         for thread in threads:
             thread.start()
-        wait_until(lambda: len(redis.keys("idem:v2:*")) == len(keys), what="three claims in Redis",
+        wait_until(lambda: len(cast(list[bytes], redis.keys("idem:v2:*"))) == len(keys), what="three claims in Redis",
                    timeout_seconds=30)
 
         # when: the kubelet's SIGTERM arrives, and only then PostgreSQL answers again
@@ -148,7 +149,7 @@ def test_sigterm_lets_requests_in_flight_finish_and_the_container_exit_0_within_
     assert logged(copy, "Handling signal: term")  # gunicorn's own line, in the same JSON shape
 
 
-def test_two_containers_started_at_once_apply_each_migration_once(start_container, postgres) -> None:  # type: ignore[no-untyped-def]
+def test_two_containers_started_at_once_apply_each_migration_once(start_container, postgres: PostgresServer) -> None:
     url = fresh_database(postgres, "image_twice")
     copies = [start_container(wait=False, LOG_LEVEL="info", DATABASE_URL=url) for _ in range(2)]
     for copy in copies:

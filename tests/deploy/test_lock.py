@@ -18,7 +18,7 @@ def asked() -> dict[str, Requirement]:
         text = line.split("#", 1)[0].strip()
         if text:
             requirement = Requirement(text)
-            requirements[canonicalize_name(requirement.name)] = requirement
+            requirements[str(canonicalize_name(requirement.name))] = requirement
     return requirements
 
 

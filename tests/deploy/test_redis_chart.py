@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+from typing import Any, Callable, cast
 
 import pytest
 import yaml
@@ -24,7 +25,7 @@ from .manifests import (
 HOST = f"{REDIS_RELEASE}.{NAMESPACE}.svc.cluster.local"
 
 # Value sets a user is likely to install with; every one must render valid objects.
-VALUE_SETS = {
+VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "auth off": {"auth": {"enabled": False}},
     "existing secret": {"auth": {"existingSecret": "orders-redis-auth",
@@ -40,11 +41,11 @@ VALUE_SETS = {
     "cluster, auth off, four primaries without replicas": {
         "architecture": "cluster", "auth": {"enabled": False}, "cluster": {"primaries": 4, "replicasPerPrimary": 0}},
 }
-SENTINEL = {"architecture": "sentinel"}
-CLUSTER = {"architecture": "cluster"}
+SENTINEL: dict[str, Any] = {"architecture": "sentinel"}
+CLUSTER: dict[str, Any] = {"architecture": "cluster"}
 
 
-def answers(call) -> bool:  # type: ignore[no-untyped-def]
+def answers(call: Callable[[], object]) -> bool:
     """Whether a Redis call got an answer (the server is up and listening)."""
     import redis
 
@@ -368,7 +369,7 @@ def replication_info(tmp_path, args: list[str]) -> dict:
         client = redis.Redis(port=port, password="s3cret", socket_timeout=2)
         wait_until(lambda: answers(client.ping), what="redis-server", timeout_seconds=10,
                    still_running=lambda: server.poll() is None)
-        return client.info("replication")
+        return cast(dict[str, Any], client.info("replication"))
     finally:
         server.kill()
         server.wait()
@@ -528,9 +529,9 @@ def test_the_cluster_redis_conf_and_start_arguments_load_in_a_real_redis_server(
         wait_until(lambda: answers(client.ping), what="redis-server", timeout_seconds=10,
                    still_running=lambda: server.poll() is None)
         info = client.execute_command("CLUSTER", "INFO").decode()
-        assert client.info("cluster")["cluster_enabled"] == 1
+        assert cast(dict[str, Any], client.info("cluster"))["cluster_enabled"] == 1
         assert "cluster_known_nodes:1" in info  # a lone node until the Job joins it
-        assert client.config_get("cluster-port")["cluster-port"] == str(bus)
+        assert cast(dict[str, Any], client.config_get("cluster-port"))["cluster-port"] == str(bus)
         assert (tmp_path / "nodes.conf").exists()
     finally:
         server.kill()

@@ -69,7 +69,9 @@ class AnswerLog:
 
     def check(self, method: str, path: str, response: requests.Response) -> requests.Response:
         operation = self._schema[path][method]
-        case = operation.Case(path_parameters=path_parameters(path, response.request.path_url))
+        request = response.request  # requests' (a copy's answer) or httpx's (the in-process app's)
+        sent = request.path_url if isinstance(response, requests.Response) else request.url.raw_path.decode()
+        case = operation.Case(path_parameters=path_parameters(path, sent))
         case.validate_response(response, checks=CONFORMANCE)
         self.seen[(method.upper(), path)].add(response.status_code)
         return response
