@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     options = _parser().parse_args(argv)
     plan = QUICK if options.quick else FULL
     started = time.perf_counter()
+    if options.at_size:  # its own scenario and its own result files (bench/atsize.py)
+        from . import atsize
+        return atsize.main(options, say=_progress(started))
     results = run(plan, say=_progress(started))
     results["durationSeconds"] = round(time.perf_counter() - started, 1)
     options.output.mkdir(parents=True, exist_ok=True)
@@ -177,6 +180,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true",
                         help="one short point per scenario (under a minute): proves the suite runs")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR, help="where latest.json/.md go")
+    parser.add_argument("--at-size", type=float, metavar="N", default=0,
+                        help="instead: a create on N million orders against an empty table (bench/atsize.py; minutes)")
+    parser.add_argument("--at-size-checkpoint-timeout", metavar="INTERVAL", default="1min",
+                        help="checkpoint_timeout during --at-size, so steady state spans several checkpoints")
+    parser.add_argument("--at-size-steady-seconds", type=float, default=240)
     return parser
 
 
