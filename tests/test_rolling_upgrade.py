@@ -173,3 +173,21 @@ def test_an_interrupted_index_build_is_dropped_and_built_again(postgres: Postgre
     finally:
         connection.close()
     assert valid == [[True]]
+
+
+def test_a_key_whose_row_another_order_holds_is_refused_never_answered_with_that_order(api: Client, db) -> None:  # type: ignore[no-untyped-def]
+    """The conflict path compares profile and key, not just the index entry: here every
+    new order gets the same id (a stand-in for two keys sharing a digest), so the second
+    key's INSERT is skipped by a conflict that is not its own. It gets a 400 asking for
+    another key, never the first key's order."""
+    first = api.create(key="first")
+    db.execute(f"ALTER TABLE orders ALTER COLUMN order_id SET DEFAULT '{first.json()['orderId']}'::uuid")
+    try:
+        second = api.create(key="second")
+    finally:
+        db.execute("ALTER TABLE orders ALTER COLUMN order_id SET DEFAULT orders_uuid_v7()")
+    assert first.status_code == 201
+    assert second.status_code == 400, second.text
+    assert first.json()["orderId"] not in second.text
+    assert "another key" in second.json()["detail"]
+    assert api.create(key="second").status_code == 201  # the key itself was never taken
