@@ -182,9 +182,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, default=RESULTS_DIR, help="where latest.json/.md go")
     parser.add_argument("--at-size", type=float, metavar="N", default=0,
                         help="instead: a create on N million orders against an empty table (bench/atsize.py; minutes)")
-    parser.add_argument("--at-size-checkpoint-timeout", metavar="INTERVAL", default="1min",
-                        help="checkpoint_timeout during --at-size, so steady state spans several checkpoints")
-    parser.add_argument("--at-size-steady-seconds", type=float, default=240)
+    parser.add_argument("--at-size-checkpoint-timeout", metavar="INTERVAL", default="5min",
+                        help="checkpoint_timeout during --at-size (steady state should span two or more)")
+    parser.add_argument("--at-size-steady-seconds", type=float, default=600)
     return parser
 
 

@@ -3,12 +3,13 @@ against an empty one, in one run (opt-in: it takes minutes).
 
 One durable PostgreSQL with the settings the project ships (devserver/servers.py), one
 copy per database (WORKERS=1), 16 connections, new keys for 20,000 profiles:
-1. an empty database: a minute of creates from a CHECKPOINT, then steady state;
+1. an empty database: a minute of creates from a CHECKPOINT, then steady state (at most 2 minutes);
 2. N M orders loaded with generate_series into the PREVIOUS schema (random v4 ids, the
    (profile, key) constraint), its indexes built after the load; then the upgrade timed
    (`apply_migrations`, then the contract step) while a probe inserts one order at a time
    and records its slowest insert: how long creates were locked out; VACUUM ANALYZE (as
-   autovacuum would have); then the same minute from a CHECKPOINT and steady state.
+   autovacuum would have); then the same minute from a CHECKPOINT, again with
+   wal_compression off and zstd (each from its own CHECKPOINT), and steady state.
 Per created order: creates/s, PostgreSQL CPU (every server process, from /proc), WAL
 bytes (pg_current_wal_lsn) and full-page images (pg_stat_wal.wal_fpi); p99 of a create,
 a replay from PostgreSQL, GET /orders/{id} and a page of GET /orders; bytes per order on disk.
@@ -93,18 +94,33 @@ def creates(url: str, seconds: float, made: list[tuple[str, str]]) -> tuple[int,
     return created, figures(measured)
 
 
+def from_checkpoint(copy: FunctionCopy, probe: Probe, seconds: float, made: list[tuple[str, str]]) -> dict[str, Any]:
+    probe.connection.run("CHECKPOINT")
+    before = probe.snapshot()
+    created, load = creates(copy.url, seconds, made)
+    return {**probe.per_order(before, probe.snapshot(), created), "p99CreateMs": load["p99"],
+            "statuses": load["statuses"]}
+
+
 def minute_and_steady(
     copy: FunctionCopy, probe: Probe, *, first_seconds: float, steady_seconds: float,
-    say: Callable[[str], None], label: str,
+    say: Callable[[str], None], label: str, compressions: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     made: list[tuple[str, str]] = []
     creates(copy.url, 5, made)  # warm-up: the pool's connections, the copy's caches
-    probe.connection.run("CHECKPOINT")
     say(f"{label}: {first_seconds:.0f} s of creates from a CHECKPOINT")
-    before = probe.snapshot()
-    created, load = creates(copy.url, first_seconds, made)
-    result: dict[str, Any] = {"fromCheckpoint": {**probe.per_order(before, probe.snapshot(), created), "p99CreateMs": load["p99"],
-                                 "statuses": load["statuses"]}}
+    result: dict[str, Any] = {"fromCheckpoint": from_checkpoint(copy, probe, first_seconds, made)}
+    # The same minute with other wal_compression values: what the shipped one buys.
+    shipped = probe.connection.run("SHOW wal_compression")[0][0]
+    for compression in compressions:
+        say(f"{label}: {first_seconds:.0f} s from a CHECKPOINT with wal_compression={compression}")
+        probe.connection.run(f"ALTER SYSTEM SET wal_compression = '{compression}'")
+        probe.connection.run("SELECT pg_reload_conf()")
+        result[f"fromCheckpointWalCompression_{compression}"] = from_checkpoint(copy, probe, first_seconds, made)
+    if compressions:
+        probe.connection.run("ALTER SYSTEM RESET wal_compression")
+        probe.connection.run("SELECT pg_reload_conf()")
+        result["shippedWalCompression"] = shipped
     if steady_seconds:
         say(f"{label}: {steady_seconds:.0f} s of creates in steady state")
         before = probe.snapshot()
@@ -122,7 +138,8 @@ def read_latencies(copy: FunctionCopy, redis: RedisServer, connection: pg8000.na
     replays = [traffic.create_request(url, profile, key) for profile, key in random.sample(made, min(len(made), 4000))]
     replay_stream = iter(replays)
     replayed = measure(url, CONNECTIONS, lambda: next(replay_stream, None), seconds=seconds)
-    sampled = connection.run("SELECT order_id::text, profile_id FROM orders TABLESAMPLE SYSTEM (1) LIMIT 4000")
+    sampled = (connection.run("SELECT order_id::text, profile_id FROM orders TABLESAMPLE SYSTEM (1) LIMIT 4000")
+               or connection.run("SELECT order_id::text, profile_id FROM orders LIMIT 4000"))
     gets = [request_bytes("GET", f"{url}/orders/{order_id}", {"X-Profile-Id": profile}) for order_id, profile in sampled]
     lists = [request_bytes("GET", f"{url}/orders", {"X-Profile-Id": profile_name(n)}) for n in range(0, PROFILES, 7)]
     return {
@@ -268,7 +285,7 @@ def run(millions: float, *, first_seconds: float, steady_seconds: float, read_se
         copy = FunctionCopy({**COPY_ENV, "DATABASE_URL": f"{base}/orders_empty", "REDIS_URL": redis.url},
                             log=workdir / "copy-empty.log").start()
         copies.append(copy)
-        at_zero = minute_and_steady(copy, probe, first_seconds=first_seconds, steady_seconds=steady_seconds,
+        at_zero = minute_and_steady(copy, probe, first_seconds=first_seconds, steady_seconds=min(steady_seconds, 120),
                                     say=say, label="empty table")
         made = at_zero.pop("_made")
         say("empty table: read latencies")
@@ -294,7 +311,7 @@ def run(millions: float, *, first_seconds: float, steady_seconds: float, read_se
                             log=workdir / "copy-big.log").start()
         copies.append(copy)
         at_size = minute_and_steady(copy, probe, first_seconds=first_seconds, steady_seconds=steady_seconds,
-                                    say=say, label=f"{millions} M orders")
+                                    say=say, label=f"{millions} M orders", compressions=("off", "zstd"))
         made = at_size.pop("_made")
         say(f"{millions} M orders: read latencies")
         at_size["latency"] = read_latencies(copy, redis, big, made, read_seconds)
@@ -335,6 +352,12 @@ def markdown(results: dict[str, Any]) -> str:
         cells = [str(part.get(window, {}).get(name, "-")) for part in (zero, size) for window in ("fromCheckpoint",)]
         cells += [str(part.get("steadyState", {}).get(name, "-")) for part in (zero, size)]
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    for name, window in size.items():
+        if name.startswith("fromCheckpointWalCompression_"):
+            lines.append(f"\nAt size, from a checkpoint, wal_compression={name.rsplit('_', 1)[1]}: "
+                         f"{window['walBytesPerOrder']} B WAL, {window['fullPageImagesPerOrder']} images, "
+                         f"{window['postgresCpuMicrosecondsPerOrder']} us PostgreSQL CPU per order, "
+                         f"{window['createsPerSecond']} creates/s")
     lines += ["", "| p99 (ms) | empty | at size |", "|---|---:|---:|"]
     for name in ("replayFromPostgres", "getById", "listPage"):
         lines.append(f"| {name} | {zero['latency'][name]['p99']} | {size['latency'][name]['p99']} |")
