@@ -30,9 +30,8 @@ READY_TIMEOUT_SECONDS = 60.0
 # docs/operations.md ("PostgreSQL settings"). wal_compression is added where the binaries
 # are built with lz4 (Debian's are; pgserver's pip build is not).
 DURABLE_POSTGRES_SETTINGS = {
-    "checkpoint_timeout": "15min",
-    "max_wal_size": "8GB",
-    "min_wal_size": "1GB",
+    "checkpoint_timeout": "30min",
+    "max_wal_size": "8GB",  # a soft ceiling: an idle `make run` keeps min_wal_size (80 MB)
 }
 
 
