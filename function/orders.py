@@ -9,9 +9,7 @@ key themselves, so a digest shared by two keys never answers with the other key'
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -32,15 +30,11 @@ _COLUMNS = (
 )
 
 
-# The expression of the unique index orders_key_digest (0004_key_digest_index.sql), as
-# PostgreSQL computes it; key_digest below computes the same in Python.
+# The expression of the unique index orders_key_digest (0004_key_digest_index.sql), and the
+# same for parameters: the digest is computed by PostgreSQL only, from the text it stores.
+# The profile cannot hold a `/`, so no two (profile, key) pairs make the same text.
 KEY_DIGEST_SQL = "CAST(md5(profile_id || '/' || idempotency_key) AS uuid)"
-
-
-def key_digest(profile: str, key: str) -> str:
-    """orders_key_digest's entry for (profile, key). The profile cannot hold a `/`, so no
-    two pairs make the same text; profile and key are ASCII, so the bytes match PostgreSQL's."""
-    return str(uuid.UUID(hashlib.md5(f"{profile}/{key}".encode(), usedforsecurity=False).hexdigest()))
+_DIGEST_OF_PARAMETERS = "CAST(md5(CAST(:profile AS text) || '/' || CAST(:key AS text)) AS uuid)"
 
 
 @functools.lru_cache(maxsize=None)
@@ -67,16 +61,17 @@ RETURNING {_COLUMNS}, idempotency_key
 """
 
 
-# The orders stored for the batch's conflicting keys, in one read: found through the digest
-# index (or, before it is built, the old constraint's), kept only where profile and key
-# are among those asked; the caller matches the exact pairs.
-SELECT_BY_KEYS = f"""SELECT {_COLUMNS}, idempotency_key FROM orders
-WHERE {KEY_DIGEST_SQL} = ANY(CAST(:digests AS uuid[]))
-AND profile_id = ANY(CAST(:profiles AS text[])) AND idempotency_key = ANY(CAST(:keys AS text[]))"""
+# The orders stored for the batch's conflicting keys (pairs: profiles[i], keys[i]), in one
+# read: per pair the lookup of SELECT_BY_KEY (the digest index, or before it is built the
+# old constraint's), comparing profile and key themselves.
+SELECT_BY_KEYS = f"""SELECT {_COLUMNS}, idempotency_key
+FROM unnest(CAST(:profiles AS text[]), CAST(:keys AS text[])) AS asked (profile, key)
+JOIN orders ON {KEY_DIGEST_SQL} = CAST(md5(asked.profile || '/' || asked.key) AS uuid)
+AND profile_id = asked.profile AND idempotency_key = asked.key"""
 
 
 # What a claim in Redis stands for (`find`), read by a duplicate that waited.
-SELECT_BY_KEY = f"""SELECT {_COLUMNS} FROM orders WHERE {KEY_DIGEST_SQL} = CAST(:digest AS uuid)
+SELECT_BY_KEY = f"""SELECT {_COLUMNS} FROM orders WHERE {KEY_DIGEST_SQL} = {_DIGEST_OF_PARAMETERS}
 AND profile_id = :profile AND idempotency_key = :key"""
 SELECT_BY_ID = f"SELECT {_COLUMNS} FROM orders WHERE order_id = CAST(:order_id AS uuid) AND profile_id = :profile"
 SELECT_NEWEST = f"""SELECT {_COLUMNS} FROM orders WHERE profile_id = :profile
@@ -162,8 +157,7 @@ class OrderStore:
     @postgres_span("find", "SELECT")
     async def find(self, profile: str, key: str) -> Order | None:
         """The order stored for (profile, key), if any: what any claim in Redis stands for."""
-        digest = key_digest(profile, key)
-        rows = await self._pool.run(lambda c: c.run(SELECT_BY_KEY, digest=digest, profile=profile, key=key))
+        rows = await self._pool.run(lambda c: c.run(SELECT_BY_KEY, profile=profile, key=key))
         return _order(rows[0]) if rows else None
 
     @postgres_span("get", "SELECT")
@@ -222,8 +216,7 @@ def insert_or_get_all(
     found: dict[tuple[str, str], Order] = {}
     if existed:
         rows_found = connection.run(
-            SELECT_BY_KEYS, digests=[key_digest(*pair) for pair in existed],
-            profiles=sorted({profile for profile, _ in existed}), keys=sorted({key for _, key in existed}))
+            SELECT_BY_KEYS, profiles=[profile for profile, _ in existed], keys=[key for _, key in existed])
         found = {(row[2], row[-1]): _order(row[:-1]) for row in rows_found}
         unstorable = [pair for pair in existed if pair not in found]
         if unstorable:  # its digest is another key's (or its id another order's): never that order
