@@ -185,6 +185,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--at-size-checkpoint-timeout", metavar="INTERVAL", default="5min",
                         help="checkpoint_timeout during --at-size (steady state should span two or more)")
     parser.add_argument("--at-size-steady-seconds", type=float, default=600)
+    parser.add_argument("--at-size-setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a PostgreSQL setting for --at-size's server (repeatable), e.g. shared_buffers=1GB")
     return parser
 
 

@@ -257,9 +257,10 @@ def disk(connection: pg8000.native.Connection) -> dict[str, Any]:
 
 
 def run(millions: float, *, first_seconds: float, steady_seconds: float, read_seconds: float,
-        checkpoint_timeout: str | None, say: Callable[[str], None]) -> dict[str, Any]:
+        checkpoint_timeout: str | None, say: Callable[[str], None],
+        settings: dict[str, str] | None = None) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="orders-atsize-"))
-    settings = {"checkpoint_timeout": checkpoint_timeout} if checkpoint_timeout else {}
+    settings = {**({"checkpoint_timeout": checkpoint_timeout} if checkpoint_timeout else {}), **(settings or {})}
     postgres = PostgresServer(workdir / "postgres", durable=True, settings=settings)
     redis = RedisServer(workdir / "redis")
     copies: list[FunctionCopy] = []
@@ -269,7 +270,7 @@ def run(millions: float, *, first_seconds: float, steady_seconds: float, read_se
         admin = postgres.connect()
         shown = {name: admin.run(f"SHOW {name}")[0][0] for name in (
             "wal_compression", "checkpoint_timeout", "max_wal_size", "shared_buffers", "full_page_writes",
-            "synchronous_commit", "server_version")}
+            "synchronous_commit", "server_version", *settings)}
         results: dict[str, Any] = {"millions": millions, "profiles": PROFILES, "connections": CONNECTIONS,
                                    "copy": COPY_ENV, "postgresSettings": shown}
         base = postgres.url.rsplit("/", 1)[0]
@@ -372,7 +373,8 @@ def main(options: Any, *, say: Callable[[str], None]) -> int:
     import sys
 
     results = run(options.at_size, first_seconds=60, steady_seconds=options.at_size_steady_seconds,
-                  read_seconds=10, checkpoint_timeout=options.at_size_checkpoint_timeout, say=say)
+                  read_seconds=10, checkpoint_timeout=options.at_size_checkpoint_timeout, say=say,
+                  settings=dict(setting.split("=", 1) for setting in options.at_size_setting))
     options.output.mkdir(parents=True, exist_ok=True)
     (options.output / "atsize-latest.json").write_text(json.dumps(results, indent=2) + "\n")
     (options.output / "atsize-latest.md").write_text(markdown(results))
