@@ -32,6 +32,7 @@ READY_TIMEOUT_SECONDS = 60.0
 DURABLE_POSTGRES_SETTINGS = {
     "checkpoint_timeout": "30min",
     "max_wal_size": "8GB",  # a soft ceiling: an idle `make run` keeps min_wal_size (80 MB)
+    "shared_buffers": "1GB",  # reserved, not resident, until pages are read into it
 }
 
 
