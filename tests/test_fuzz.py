@@ -52,6 +52,18 @@ def live_schema(api_copy: FunctionCopy, db: Database) -> schemathesis.BaseSchema
     return schema
 
 
+# Headers that frame the message, not the request: uvicorn's parser answers a malformed
+# one itself (a text/plain 400, before the function sees it), and tests/test_framing.py
+# sends those byte for byte. Generated here, they would test the generator's HTTP client.
+FRAMING_HEADERS = frozenset({"transfer-encoding", "content-length", "connection", "host", "te", "upgrade", "expect"})
+
+
+def without_framing(headers: dict[str, str] | None) -> dict[str, str] | None:
+    if headers is None:
+        return None
+    return {name: value for name, value in headers.items() if name.lower() not in FRAMING_HEADERS}
+
+
 def fuzzed_operations() -> list[tuple[str, str, GenerationMode]]:
     """Every operation with valid input; those that take any input with invalid input too."""
     document = load_document()
@@ -73,6 +85,7 @@ def test_no_generated_request_gets_a_5xx_or_an_answer_the_document_does_not_desc
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck))
     def call_and_check(case) -> None:
+        case.headers = without_framing(case.headers)
         case.call_and_validate(checks=FUZZ_CHECKS, timeout=30)
 
     call_and_check()
