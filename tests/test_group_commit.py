@@ -253,7 +253,7 @@ def test_a_row_held_by_another_transaction_fails_only_its_own_request_not_its_ba
         wait_until(lambda: sample(scrape(copy), "orders_db_pool_connections_in_use") == 1,
                    what="the first batch waiting for the held row", timeout_seconds=10)
         sends = [lambda: Client(copy.url).create(key="held-2"),
-                 *(lambda n=n: Client(copy.url).create(key=f"free-{n}") for n in range(4))]  # type: ignore[misc]
+                 *(lambda n=n: Client(copy.url).create(key=f"free-{n}") for n in range(4))]
         started = [in_the_background(send) for send in sends]
         wait_until(lambda: sample(scrape(copy), "orders_db_pool_waiting_requests") == len(sends),
                    what="every create queued for the next batch", timeout_seconds=10)
@@ -276,7 +276,7 @@ def test_a_client_that_disconnects_while_its_batch_runs_does_not_cancel_the_othe
     (copy,) = start_copies(1, **BATCHING)
     sends: list[Callable[[], requests.Response]] = [
         lambda: Client(copy.url).create(key="impatient", timeout=0.5),
-        *(lambda n=n: Client(copy.url).create(key=f"patient-{n}") for n in range(4)),  # type: ignore[misc]
+        *(lambda n=n: Client(copy.url).create(key=f"patient-{n}") for n in range(4)),
     ]
     started = queue_behind_a_paused_batch(copy, postgres, sends)
     impatient_thread, impatient = started[1]
@@ -287,7 +287,12 @@ def test_a_client_that_disconnects_while_its_batch_runs_does_not_cancel_the_othe
     assert isinstance(impatient[0], requests.Timeout)
     assert [a.status_code for i, a in enumerate(answers) if i != 1] == [201] * 5
     retries: list[requests.Response] = []
-    wait_until(lambda: retries.append(Client(copy.url).create(key="impatient")) or retries[-1].status_code != 409,
+
+    def retried_past_the_original() -> bool:
+        retries.append(Client(copy.url).create(key="impatient"))
+        return retries[-1].status_code != 409
+
+    wait_until(retried_past_the_original,
                what="a retry past the in-flight original (never stuck for the lease)", timeout_seconds=10)
     assert retries[-1].status_code == 201
     assert db.execute("SELECT count(*) FROM orders WHERE idempotency_key = 'impatient'") == [[1]]
