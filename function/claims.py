@@ -136,6 +136,8 @@ class CacheUnavailable(Exception):
 
 
 class ClaimStore:
+    tracing: Tracing | None  # read by the span on `_call` (tracing.Traced)
+
     def __init__(
         self, target: RedisTarget, *, timeout_seconds: float, tracing: Tracing | None = None,
         keepalive: Keepalive | None = None,

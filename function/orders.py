@@ -104,6 +104,8 @@ class OrderStore:
     """Each method is one unit of work on one connection (one transaction when pooled);
     creates share theirs with the creates queued beside them (batching.py)."""
 
+    tracing: Tracing | None  # read by the spans below (tracing.Traced)
+
     def __init__(
         self, database: Database, tracing: Tracing | None = None, *, batch_max: int = 1, batches_in_flight: int = 1,
         insert_sql: Callable[[int], str] = insert_unless_keys_exist, announce: Callable[[Order], None] | None = None,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Mapping, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Mapping, Protocol, TypeVar, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -230,6 +230,13 @@ class _Current:
         self.span.end()
 
 
+class Traced(Protocol):
+    """A store whose methods the decorators below put in spans: it holds its `Tracing`,
+    or None when tracing is off (ClaimStore, OrderStore)."""
+
+    tracing: Tracing | None
+
+
 class _SpannedMethod:
     """A store method that runs in a span when its store traces (`store.tracing`).
     The choice is made on a store's first use of the method and kept in its __dict__:
@@ -243,11 +250,11 @@ class _SpannedMethod:
     def __set_name__(self, owner: type, name: str) -> None:
         self._name = name
 
-    def __get__(self, store: Any, owner: type | None = None) -> Any:
+    def __get__(self, store: Traced | None, owner: type | None = None) -> Any:
         if store is None:
             return self
         bound = self._method.__get__(store, owner)
-        tracing: Tracing | None = store.tracing
+        tracing = store.tracing
         chosen = bound if tracing is None else self._wrap(store, tracing, bound)
         store.__dict__[self._name] = chosen
         return chosen
