@@ -7,9 +7,9 @@ query naming another profile is refused rather than silently ignored.
 
 from __future__ import annotations
 
-from .inputs import check_profile, parse_profile
 from .problems import Forbidden, Unauthenticated
 from .settings import Settings
+from .validation import check_profile, parse_profile
 
 
 def profile_of(

@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any, Awaitable, cast
 
 import redis.asyncio
 import redis.exceptions
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.asyncio.retry import Retry
 
 from . import records
 from . import metrics
 from . import redis_cluster
-from .outcomes import RedisFailure
+from .labels import RedisFailure
 from .records import Claimed, Done, InFlight, Record
 from .targets import Keepalive, RedisTarget
 from .tracing import redis_span

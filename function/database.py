@@ -130,7 +130,7 @@ def _unnamed(sql: str) -> tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]]
 
 class Database:
     """At most `pool_size` connections and as many threads, made on first need. One per
-    worker process (service.for_this_process builds it after the fork), never shared."""
+    worker process (worker.for_this_process builds it after the fork), never shared."""
 
     def __init__(
         self,

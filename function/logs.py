@@ -2,7 +2,7 @@
 uvicorn alike: what a log pipeline can filter without parsing prose.
 
 Standard `logging` throughout. The function logs through the "orders" logger; gunicorn is
-handed `LOGGING` as its `logconfig_dict` (framework.py), and its uvicorn workers reuse
+handed `LOGGING` as its `logconfig_dict` (framework_patch.py), and its uvicorn workers reuse
 gunicorn's handlers, so every line of a copy leaves through the one `JsonFormatter`.
 
 The request line is on every request's path. A write and a flush per request cost ~9 %

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .batching import InsertBatcher
 from .database import Database, Session
-from .inputs import OrderRequest
 from .tracing import postgres_span
+from .validation import OrderRequest
 
 if TYPE_CHECKING:
     from .tracing import Tracing

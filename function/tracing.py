@@ -5,7 +5,7 @@ SDK reads the other standard OTEL_* variables itself. Off, nothing from OpenTele
 imported, no exporter thread runs and no span object is made: the callers hold `None`
 instead of a `Tracing`, and chose their plain code path once per process.
 
-A `Tracing` is made per worker process, on first use (service.py): functions-framework
+A `Tracing` is made per worker process, on first use (worker.py): functions-framework
 imports the function in gunicorn's master and forks, and the exporter's thread must be
 started in the process that records the spans.
 
@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Mapping, P
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .order_events import CREATED_TYPE, SOURCE
+from .created_event import CREATED_TYPE, SOURCE
 from .problems import Problem
-from .routing import ROUTES, match
+from .route_table import ROUTES, match
 from .targets import DatabaseTarget
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-    from .reading import Head, Notes
+    from .request import Head, Notes
 
 Method = TypeVar("Method", bound=Callable[..., Awaitable[Any]])
 T = TypeVar("T")
@@ -298,7 +298,7 @@ def _route_template(method: str, path: str) -> str | None:
 
 
 class _HeadGetter:
-    """Lets OpenTelemetry's propagators read the request's headers as reading.Head holds them."""
+    """Lets OpenTelemetry's propagators read the request's headers as request.Head holds them."""
 
     def get(self, carrier: Head, key: str) -> list[str] | None:
         values = carrier.all(key.lower())

@@ -13,9 +13,9 @@ from devserver.servers import RedisServer
 from devserver.waiting import wait_until
 from function.claims import CacheUnavailable, ClaimStore
 from function.fingerprint import fingerprint
-from function.inputs import order_request_from
 from function.records import Claimed, Done, InFlight, decode, encode, legacy_key, redis_key
 from function.targets import parse_redis_url
+from function.validation import order_request_from
 from support import ORDER
 
 KEY = redis_key("alice", "k")

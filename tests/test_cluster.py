@@ -15,7 +15,7 @@ import requests
 from redis.crc import key_slot
 
 from devserver.cluster import RedisCluster
-from function.outcomes import RedisFailure
+from function.labels import RedisFailure
 from function.records import KEY_PREFIX, redis_key
 from scaleout import (
     STORM_PROFILE,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from function.fingerprint import fingerprint
-from function.inputs import encode_cursor, parse_cursor, parse_idempotency_key
 from function.problems import InvalidIdempotencyKey, InvalidParameter
 from function.records import Claimed, Create, Done, InFlight, Reject, Replay, Wait, decide, decode, encode, redis_key
 from function.settings import ConfigError, Settings, declarations, one_from_env
 from function.targets import TargetError, parse_database_url, parse_redis_url
+from function.validation import encode_cursor, parse_cursor, parse_idempotency_key
 
 URLS = {"DATABASE_URL": "postgresql://u:secret@db:5432/orders", "REDIS_URL": "redis://cache:6379/0"}
 
@@ -131,7 +131,7 @@ def test_a_redis_cluster_failure_is_named_by_what_the_cluster_could_not_do() -> 
     import redis.exceptions
 
     from function.claims import failure_kind
-    from function.outcomes import RedisFailure
+    from function.labels import RedisFailure
 
     assert failure_kind(redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down")) is RedisFailure.CLUSTER
     assert failure_kind(redis.exceptions.ClusterError("TTL exhausted.")) is RedisFailure.CLUSTER

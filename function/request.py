@@ -1,7 +1,7 @@
 """Reading a request: its headers once, its query, its body within bounds, and the
 Notes that its log line, metrics and server span are made from.
 
-Below the handlers (routes.py, events.py) and above nothing of theirs: tracing and the
+Below the handlers (http_in.py, events_in.py) and above nothing of theirs: tracing and the
 entry point read requests through this module, never through a handler module.
 """
 
@@ -13,9 +13,9 @@ from typing import Callable, Protocol
 
 from starlette.requests import ClientDisconnect, Request
 
-from .outcomes import Outcome
+from .labels import Outcome
 from .problems import BodyTooLarge, IncompleteBody, InvalidBody, Problem, UnsupportedMediaType
-from .routing import Endpoint
+from .route_table import Endpoint
 
 MAX_BODY_BYTES = 64 * 1024
 JSON = "application/json"

@@ -24,7 +24,7 @@ from .settings import Settings
 from .tracing import Tracing
 
 if TYPE_CHECKING:
-    from .relay import Relay
+    from .events_out.relay import Relay
 
 
 @dataclass(frozen=True)
@@ -102,9 +102,9 @@ def _announcing_orders(
 ) -> tuple[OrderStore, Relay]:
     """Orders whose INSERT records their event, published after each commit. Imported
     only here: with K_SINK unset a copy loads no HTTP client."""
-    from .outbox import POST_TIMEOUT_SECONDS, OutboxStore, recording_inserts
-    from .publisher import Publisher
-    from .relay import Relay
+    from .events_out.outbox import POST_TIMEOUT_SECONDS, OutboxStore, recording_inserts
+    from .events_out.publisher import Publisher
+    from .events_out.relay import Relay
 
     relay = Relay(
         OutboxStore(database, settings.outbox_retry_seconds),

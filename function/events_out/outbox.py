@@ -14,9 +14,9 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from .database import Database, Session
-from .orders import _COLUMNS as ORDER_COLUMNS
-from .orders import Order, insert_unless_keys_exist
+from ..database import Database, Session
+from ..orders import _COLUMNS as ORDER_COLUMNS
+from ..orders import Order, insert_unless_keys_exist
 
 # The sink must answer within this, or the attempt counts as failed ("timeout").
 POST_TIMEOUT_SECONDS = 2.0

@@ -16,10 +16,10 @@ from typing import Any
 
 import aiohttp
 
-from .order_events import created_event_headers
-from .orders import Order
-from .outcomes import PublishFailure
-from .targets import Keepalive
+from ..created_event import created_event_headers
+from ..labels import PublishFailure
+from ..orders import Order
+from ..targets import Keepalive
 
 # Connections kept to the sink: a sweep's batch and the publishes right after commits
 # share them; more POSTs at once wait for one (inside their timeout).
