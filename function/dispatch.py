@@ -15,10 +15,10 @@ import functions_framework.aio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import events_in, framework_patch, http_in, logs, metrics, route_table, worker
+from . import events_in, framework_patch, http_in, logs, metrics, worker
 from .database import DatabaseUnavailable
 from .problems import InternalError, Problem, StoreUnavailable
-from .request import Notes, head_of
+from .request import Notes, head_of, route_of
 from .route_table import Endpoint
 from .settings import Settings
 from .tracing import UNTRACED_PATHS, Tracing
@@ -33,7 +33,6 @@ HANDLERS: dict[Endpoint, Handler] = {
     Endpoint.OPENAPI: http_in.openapi,
     Endpoint.EVENT: events_in.handle,
 }
-EVENT_PATHS = frozenset({"/", "/orders", "/orders/"})  # where a POSTed CloudEvent is an order
 
 
 def serving(settings: Settings, *, schema_applied: bool) -> Callable[[Request], object]:
@@ -58,7 +57,7 @@ async def _traced(request: Request, running: worker.Service, tracing: Tracing, s
     notes = Notes()
     head = head_of(request)
     carrier, early = None, None
-    if "traceparent" not in head and request.scope["path"] in EVENT_PATHS and events_in.is_cloudevent(request):
+    if "traceparent" not in head and _is_event(request):
         try:
             carrier, request = await events_in.trace_carrier(request)
         except Problem as problem:  # the body could not be read: answered in the span
@@ -76,10 +75,8 @@ async def _traced(request: Request, running: worker.Service, tracing: Tracing, s
 
 async def _answer(request: Request, running: worker.Service, notes: Notes) -> Response:
     try:
-        endpoint, order_id = route_table.match(request.method, request.scope["path"])
+        endpoint, order_id = route_of(request)
         notes.route = endpoint
-        if endpoint is Endpoint.CREATE and events_in.is_cloudevent(request):
-            endpoint = notes.route = Endpoint.EVENT
         if order_id is None:
             response = await HANDLERS[endpoint](request, running, notes)
         else:
@@ -93,6 +90,13 @@ async def _answer(request: Request, running: worker.Service, notes: Notes) -> Re
         response = _problem_response(InternalError("the function failed; it has been logged"), notes)
     response.headers["x-served-by"] = framework_patch.copy_name()
     return response
+
+
+def _is_event(request: Request) -> bool:
+    try:
+        return route_of(request)[0] is Endpoint.EVENT
+    except Problem:  # no route: answered as such in the span
+        return False
 
 
 def _problem_response(problem: Problem, notes: Notes) -> Response:

@@ -30,10 +30,6 @@ CREATE_TYPE = "com.example.order.create"
 PING_TYPE = "dev.knative.sources.ping"  # a PingSource waking a copy to publish what is pending
 
 
-def is_cloudevent(request: Request) -> bool:
-    return "ce-specversion" in head_of(request) or media_type(request).startswith("application/cloudevents")
-
-
 async def handle(request: Request, service: Service, notes: Notes) -> Response:
     """Create the order an event asks for and reply with a `created` event (with K_SINK
     set: answer 202 and let the outbox publish it, once per order).
