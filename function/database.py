@@ -95,7 +95,8 @@ class Session:
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
         if self._transaction_pooling:
             # An unnamed statement, as Connection.run sends it, minus re-tokenising the
-            # SQL for its :names on every call (13 % of a create in the profile).
+            # SQL for its :names on every call (its share of a create: docs/bench.md,
+            # "Figures behind choices in the code").
             text, make_values = _unnamed(sql)
             rows: list[list[Any]] = self.connection.execute_unnamed(text, make_values(params)).rows
             return rows

@@ -59,9 +59,8 @@ def batches_in_flight(settings: Settings) -> int:
     """Create batches a worker runs at once. Group commit off: one create per connection,
     as many as the pool has. On: half the pool, rounded up. Two batches overlap (one
     commits while the next is sent), so a slow commit does not stall creates; fewer in
-    flight make the queued creates batch more (bench: 16 connections, pool 4, two in
-    flight made batches of ~2.5 and the most creates/s; four, ~2 and fewer creates/s;
-    one, ~4 but a slow commit then holds every create); the rest of the pool stays free
+    flight make the queued creates batch more, and two made the most creates/s (figures:
+    docs/group-commit.md, "Capacity model, re-derived"); the rest of the pool stays free
     for reads (a waiting duplicate's check, GET /orders)."""
     if settings.database_batch_max == 1:
         return settings.database_pool_size
