@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Mapping, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Concatenate, Iterator, Mapping, ParamSpec, Protocol, TypeVar, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -34,7 +34,11 @@ if TYPE_CHECKING:
 
     from .request import Head, Notes
 
-Method = TypeVar("Method", bound=Callable[..., Awaitable[Any]])
+# A store method the span decorators take: its store must say whether it traces (Traced).
+Store = TypeVar("Store", bound="Traced")
+P = ParamSpec("P")
+R = TypeVar("R")
+StoreMethod = Callable[Concatenate[Store, P], Awaitable[R]]
 T = TypeVar("T")
 
 DEFAULT_SERVICE_NAME = "orders"
@@ -260,7 +264,7 @@ class _SpannedMethod:
         return chosen
 
 
-def postgres_span(name: str, operation: str) -> Callable[[Method], Method]:
+def postgres_span(name: str, operation: str) -> Callable[[StoreMethod[Store, P, R]], StoreMethod[Store, P, R]]:
     """Decorates a PostgreSQL store method: its unit of work in a client span."""
     def wrap(store: Any, tracing: Tracing, bound: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def traced(*args: Any) -> Any:
@@ -268,13 +272,13 @@ def postgres_span(name: str, operation: str) -> Callable[[Method], Method]:
 
         return traced
 
-    def decorate(method: Method) -> Method:
-        return cast(Method, _SpannedMethod(method, wrap))
+    def decorate(method: StoreMethod[Store, P, R]) -> StoreMethod[Store, P, R]:
+        return cast(StoreMethod[Store, P, R], _SpannedMethod(method, wrap))
 
     return decorate
 
 
-def redis_span(method: Method) -> Method:
+def redis_span(method: StoreMethod[Store, P, R]) -> StoreMethod[Store, P, R]:
     """Decorates the Redis store's one call, `(operation, script, key, *args)`: a client
     span named after the operation, unless Redis is not asked (cooling down)."""
     def wrap(store: Any, tracing: Tracing, bound: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -285,7 +289,7 @@ def redis_span(method: Method) -> Method:
 
         return traced
 
-    return cast(Method, _SpannedMethod(method, wrap))
+    return cast(StoreMethod[Store, P, R], _SpannedMethod(method, wrap))
 
 
 def _route_template(method: str, path: str) -> str | None:
