@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     options = _parser().parse_args(argv)
     plan = QUICK if options.quick else FULL
     started = time.perf_counter()
+    if options.at_size:  # its own scenario and its own result files (bench/atsize.py)
+        from . import atsize
+        return atsize.main(options, say=_progress(started))
     results = run(plan, say=_progress(started), redis=options.redis)
     results["durationSeconds"] = round(time.perf_counter() - started, 1)
     options.output.mkdir(parents=True, exist_ok=True)
@@ -194,6 +197,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, default=RESULTS_DIR, help="where latest.json/.md go")
     parser.add_argument("--redis", choices=("node", "cluster"), default="node",
                         help="cluster: also replay and create on a local Redis Cluster beside one Redis (same run)")
+    parser.add_argument("--at-size", type=float, metavar="N", default=0,
+                        help="instead: a create on N million orders against an empty table (bench/atsize.py; minutes)")
+    parser.add_argument("--at-size-checkpoint-timeout", metavar="INTERVAL", default="5min",
+                        help="checkpoint_timeout during --at-size (steady state should span two or more)")
+    parser.add_argument("--at-size-steady-seconds", type=float, default=600)
+    parser.add_argument("--at-size-setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a PostgreSQL setting for --at-size's server (repeatable), e.g. shared_buffers=1GB")
     return parser
 
 

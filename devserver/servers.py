@@ -25,6 +25,15 @@ if TYPE_CHECKING:  # only the TLS tests make certificates: `make run` does not i
     from .tls import Certificates
 
 READY_TIMEOUT_SECONDS = 60.0
+# What a durable server (make run, the bench) runs with beyond the defaults: the WAL
+# settings postgres/k8s/statefulset.yaml ships, each justified there and in
+# docs/operations.md ("PostgreSQL settings"). wal_compression is added where the binaries
+# are built with lz4 (Debian's are; pgserver's pip build is not).
+DURABLE_POSTGRES_SETTINGS = {
+    "checkpoint_timeout": "30min",
+    "max_wal_size": "8GB",  # a soft ceiling: an idle `make run` keeps min_wal_size (80 MB)
+    "shared_buffers": "1GB",  # reserved, not resident, until pages are read into it
+}
 
 
 def free_port() -> int:
@@ -120,6 +129,14 @@ class _Process:
         return self.process is not None and self.process.poll() is None
 
 
+def _built_with_lz4(bin_dir: Path) -> bool:
+    pg_config = bin_dir / "pg_config"
+    if not pg_config.exists():
+        return False
+    said = subprocess.run([str(pg_config), "--configure"], capture_output=True, text=True)
+    return "--with-lz4" in said.stdout
+
+
 class PostgresServer(_Process):
     """A throw-away cluster: trust auth on 127.0.0.1, data in `workdir`."""
 
@@ -127,9 +144,11 @@ class PostgresServer(_Process):
 
     def __init__(
         self, workdir: Path, port: int | None = None, *, durable: bool = False,
-        max_connections: int = 200,
+        max_connections: int = 200, settings: dict[str, str] | None = None,
     ):
         super().__init__()
+        # `settings`: -c name=value for this server, over DURABLE_POSTGRES_SETTINGS when durable.
+        self.settings = {**(DURABLE_POSTGRES_SETTINGS if durable else {}), **(settings or {})}
         self.workdir = workdir
         self.port = port or free_port()
         self.durable = durable
@@ -154,6 +173,11 @@ class PostgresServer(_Process):
                     "-c", f"max_connections={self.max_connections}"]
         if not self.durable:  # tests: speed over crash safety
             settings += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        chosen = dict(self.settings)
+        if self.durable and "wal_compression" not in chosen and _built_with_lz4(self.bin_dir):
+            chosen["wal_compression"] = "lz4"
+        for name, value in chosen.items():
+            settings += ["-c", f"{name}={value}"]
         self._spawn([str(self.bin_dir / "postgres"), "-D", str(data), "-p", str(self.port), *settings],
                     self.workdir / "postgres.log", user=self.user)
         self._wait_ready()

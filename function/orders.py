@@ -1,5 +1,10 @@
-"""PostgreSQL as the ground truth: insert-or-get under the (profile, key) constraint,
-get, and list. Every statement is parameterised."""
+"""PostgreSQL as the ground truth: insert-or-get under the (profile, key) uniqueness,
+get, and list. Every statement is parameterised.
+
+(profile, key) is unique through `orders_key_digest`, a unique index on a 16-byte digest
+of the two (postgres/migrations/0004); while copies of the previous version may run, the
+old constraint on the two columns is there too. Every read for a key compares profile and
+key themselves, so a digest shared by two keys never answers with the other key's order."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .batching import InsertBatcher
 from .database import Database, Session
+from .problems import InvalidIdempotencyKey
 from .tracing import postgres_span
 from .validation import OrderRequest
 
@@ -24,33 +30,49 @@ _COLUMNS = (
 )
 
 
+# The expression of the unique index orders_key_digest (0004_key_digest_index.sql), and the
+# same for parameters: the digest is computed by PostgreSQL only, from the text it stores.
+# The profile cannot hold a `/`, so no two (profile, key) pairs make the same text.
+KEY_DIGEST_SQL = "CAST(md5(profile_id || '/' || idempotency_key) AS uuid)"
+_DIGEST_OF_PARAMETERS = "CAST(md5(CAST(:profile AS text) || '/' || CAST(:key AS text)) AS uuid)"
+
+
 @functools.lru_cache(maxsize=None)
 def insert_unless_keys_exist(rows: int) -> str:
     """One INSERT for `rows` new orders (group commit); a row whose key exists is skipped.
 
     RETURNING adds the key, so each row finds its request. A plain INSERT ... RETURNING,
     so a CTE (`WITH new AS (...) ... FROM new`) can wrap it. One text per batch size:
-    prepared once per connection and size."""
+    prepared once per connection and size. The order id is the column's default (UUIDv7).
+
+    ON CONFLICT names no index on purpose: every unique index is then an arbiter, the
+    digest index and, while the previous version may run, its constraint on (profile, key)
+    as well. Naming one would make a race on the other an error (23505) instead of a
+    skipped row. A conflict on the order id (74 random bits within one millisecond) would
+    be skipped as well, and found below as a key without an order."""
     values = ", ".join(
         f"(:profile{n}, :key{n}, :fingerprint{n}, :product_id{n}, :quantity{n})" for n in range(rows)
     )
     return f"""
 INSERT INTO orders (profile_id, idempotency_key, fingerprint, product_id, product_quantity)
 VALUES {values}
-ON CONFLICT (profile_id, idempotency_key) DO NOTHING
+ON CONFLICT DO NOTHING
 RETURNING {_COLUMNS}, idempotency_key
 """
 
 
-@functools.lru_cache(maxsize=None)
-def select_by_keys(keys: int) -> str:
-    """The orders stored for `keys` (profile, key) pairs: the batch's conflicts, in one read."""
-    pairs = ", ".join(f"(:profile{n}, :key{n})" for n in range(keys))
-    return f"SELECT {_COLUMNS}, idempotency_key FROM orders WHERE (profile_id, idempotency_key) IN ({pairs})"
+# The orders stored for the batch's conflicting keys (pairs: profiles[i], keys[i]), in one
+# read: per pair the lookup of SELECT_BY_KEY (the digest index, or before it is built the
+# old constraint's), comparing profile and key themselves.
+SELECT_BY_KEYS = f"""SELECT {_COLUMNS}, idempotency_key
+FROM unnest(CAST(:profiles AS text[]), CAST(:keys AS text[])) AS asked (profile, key)
+JOIN orders ON {KEY_DIGEST_SQL} = CAST(md5(asked.profile || '/' || asked.key) AS uuid)
+AND profile_id = asked.profile AND idempotency_key = asked.key"""
 
 
 # What a claim in Redis stands for (`find`), read by a duplicate that waited.
-SELECT_BY_KEY = f"SELECT {_COLUMNS} FROM orders WHERE profile_id = :profile AND idempotency_key = :key"
+SELECT_BY_KEY = f"""SELECT {_COLUMNS} FROM orders WHERE {KEY_DIGEST_SQL} = {_DIGEST_OF_PARAMETERS}
+AND profile_id = :profile AND idempotency_key = :key"""
 SELECT_BY_ID = f"SELECT {_COLUMNS} FROM orders WHERE order_id = CAST(:order_id AS uuid) AND profile_id = :profile"
 SELECT_NEWEST = f"""SELECT {_COLUMNS} FROM orders WHERE profile_id = :profile
 ORDER BY order_number DESC LIMIT :limit"""
@@ -195,10 +217,13 @@ def insert_or_get_all(
     existed = [pair for pair in keyed if pair not in created]
     found: dict[tuple[str, str], Order] = {}
     if existed:
-        params = {}
-        for n, (profile, key) in enumerate(existed):
-            params[f"profile{n}"], params[f"key{n}"] = profile, key
-        found = {(row[2], row[-1]): _order(row[:-1]) for row in connection.run(select_by_keys(len(existed)), **params)}
+        rows_found = connection.run(
+            SELECT_BY_KEYS, profiles=[profile for profile, _ in existed], keys=[key for _, key in existed])
+        found = {(row[2], row[-1]): _order(row[:-1]) for row in rows_found}
+        unstorable = [pair for pair in existed if pair not in found]
+        if unstorable:  # its digest is another key's (or its id another order's): never that order
+            raise InvalidIdempotencyKey(
+                "this idempotency key cannot be stored (its digest equals another key's); send another key")
     answers: list[tuple[Order, bool]] = []
     for new in wanted:
         if new.key is None:  # identical requests without a key are interchangeable

@@ -15,8 +15,10 @@ Labels = frozenset[tuple[str, str]]
 
 def scrape(url: str, timeout_seconds: float = 10) -> str:
     """The exposition text of the server at `url`; empty where it exposes none (the
-    bench's floors answer every path with an order)."""
+    bench's bare floors answer every path with an order, the replay floor a 404)."""
     response = requests.get(url + "/metrics", timeout=timeout_seconds)
+    if response.status_code == 404:
+        return ""
     response.raise_for_status()
     if not response.headers.get("Content-Type", "").startswith("text/plain"):
         return ""

@@ -217,7 +217,7 @@ async def test_a_finished_key_of_the_seeds_order_takes_at_most_250_bytes_of_redi
     SEED_ANSWER,
     answer("order-1", profile="p" * 64).replace(b'"sku-1"', json.dumps("x\u00e9\\\"" * 16).encode()),
     json.dumps({"orderId": os.urandom(40).hex()}, separators=(",", ":")).encode(),  # deflating does not help: kept as it is
-])
+], ids=["seed-order", "non-ascii-product", "incompressible"])  # ids fixed: the third body is random
 async def test_every_answer_comes_back_byte_for_byte(claims: ClaimStore, body: bytes) -> None:
     order_id = json.loads(body)["orderId"]
     await claims.finish(KEY, None, Done(FP, order_id, body), 60_000)

@@ -43,6 +43,8 @@ def _get_or_keep() -> Any:
 
 @aio.http
 async def handle(request: Request) -> Response:
+    if request.method != "POST":  # /metrics and the like: a floor exposes nothing
+        return Response(b"", 404)
     document = json.loads(await request.body())
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     fingerprint = hashlib.sha256(canonical).hexdigest()

@@ -76,6 +76,17 @@ def test_max_connections_is_stated_explicitly():
     assert "superuser_reserved_connections=3" in args
 
 
+def test_the_wal_settings_are_shipped_and_the_wal_fits_the_volume():
+    """lz4-compressed full-page images and a long checkpoint interval (operations.md,
+    "PostgreSQL settings"); a max_wal_size the volume holds, with room for the data."""
+    settings = server_settings()
+    assert settings["wal_compression"] == "lz4"
+    assert settings["checkpoint_timeout"] == "30min"
+    (claim,) = statefulset()["spec"]["volumeClaimTemplates"]
+    volume_gb = int(claim["spec"]["resources"]["requests"]["storage"].removesuffix("Gi"))
+    assert int(settings["max_wal_size"].removesuffix("GB")) <= volume_gb / 2
+
+
 def test_credentials_come_from_the_secret_the_example_describes():
     (source,) = container()["envFrom"]
     secret = find(load_documents(POSTGRES_K8S / "secret.example.yaml"), "Secret",
