@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from devserver.stack import Connection
-from function.inputs import encode_cursor
 from function.orders import SELECT_NEWEST_BELOW
+from function.validation import encode_cursor
 from loadgen.closed_loop import measure, request_bytes
 
 from . import traffic

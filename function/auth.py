@@ -7,9 +7,9 @@ query naming another profile is refused rather than silently ignored.
 
 from __future__ import annotations
 
-from .inputs import check_profile, parse_profile
 from .problems import Forbidden, Unauthenticated
 from .settings import Settings
+from .validation import check_profile, parse_profile
 
 
 def profile_of(
@@ -31,7 +31,7 @@ def _verified_subject(authorization: str | None, settings: Settings) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("the Authorization header must be a Bearer token", error="invalid_request")
     assert settings.jwt_key is not None  # Settings.from_env guarantees it in jwt mode
-    import jwt  # here, not at the top: ~25 ms of imports (cryptography) a gateway-mode cold start never needs
+    import jwt  # here, not at the top: imports (cryptography) a gateway-mode cold start never needs (docs/bench.md)
 
     try:
         claims = jwt.decode(

@@ -95,7 +95,8 @@ class Session:
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
         if self._transaction_pooling:
             # An unnamed statement, as Connection.run sends it, minus re-tokenising the
-            # SQL for its :names on every call (13 % of a create in the profile).
+            # SQL for its :names on every call (its share of a create: docs/bench.md,
+            # "Figures behind choices in the code").
             text, make_values = _unnamed(sql)
             rows: list[list[Any]] = self.connection.execute_unnamed(text, make_values(params)).rows
             return rows
@@ -130,7 +131,7 @@ def _unnamed(sql: str) -> tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]]
 
 class Database:
     """At most `pool_size` connections and as many threads, made on first need. One per
-    worker process (service.for_this_process builds it after the fork), never shared."""
+    worker process (worker.for_this_process builds it after the fork), never shared."""
 
     def __init__(
         self,

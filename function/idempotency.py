@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any, Awaitable
 from . import metrics
 from .claims import CLAIMED, CacheUnavailable, ClaimStore
 from .fingerprint import fingerprint
-from .inputs import OrderRequest
+from .labels import Outcome, WaitEnded
 from .orders import OrderStore
-from .outcomes import Outcome, WaitEnded
 from .problems import FingerprintMismatch, RequestInFlight
 from .records import Create, Done, InFlight, Record, Reject, Replay, Wait, decide, legacy_key, redis_key, rejects
 from .settings import Settings
+from .validation import OrderRequest
 
 if TYPE_CHECKING:
     from .tracing import Tracing

@@ -2,14 +2,14 @@
 uvicorn alike: what a log pipeline can filter without parsing prose.
 
 Standard `logging` throughout. The function logs through the "orders" logger; gunicorn is
-handed `LOGGING` as its `logconfig_dict` (framework.py), and its uvicorn workers reuse
+handed `LOGGING` as its `logconfig_dict` (framework_patch.py), and its uvicorn workers reuse
 gunicorn's handlers, so every line of a copy leaves through the one `JsonFormatter`.
 
-The request line is on every request's path. A write and a flush per request cost ~9 %
-of a replay, so on the event loop records are gathered for up to FLUSH_AFTER_SECONDS and
-written together. Not on a QueueListener thread: measured, formatting there cost more
-CPU per line than on the loop (~38 against ~30 us here, with four times the context
-switches), since one GIL serves both threads.
+The request line is on every request's path. A write and a flush per request cost a
+visible share of a replay, so on the event loop records are gathered for up to
+FLUSH_AFTER_SECONDS and written together. Not on a QueueListener thread: formatting
+there cost more CPU per line than on the loop, since one GIL serves both threads
+(figures for both: docs/bench.md, "Figures behind choices in the code").
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import Gauge, multiprocess
 
-from .outcomes import Outcome, PublishFailure, RedisFailure, WaitEnded
+from .labels import Outcome, PublishFailure, RedisFailure, WaitEnded
 
 REQUESTS = Counter(
     "orders_http_requests", "Requests answered, by route, method and status",

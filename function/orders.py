@@ -15,16 +15,19 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .batching import InsertBatcher
 from .database import Database, Session
-from .inputs import OrderRequest
 from .problems import InvalidIdempotencyKey
 from .tracing import postgres_span
+from .validation import OrderRequest
 
 if TYPE_CHECKING:
     from .tracing import Tracing
 
-# created_at is formatted by PostgreSQL as the API shows it (RFC 3339, UTC, microseconds):
-# pg8000 would parse it with strptime and we would format it back, on every create.
-_COLUMNS = (
+# The columns an Order is read from (`order_from_row`), for any statement that reads
+# orders, ours or the outbox's; the first, the id, keeps the name ORDER_ID. created_at is
+# formatted by PostgreSQL as the API shows it (RFC 3339, UTC, microseconds): pg8000
+# would parse it with strptime and we would format it back, on every create.
+ORDER_ID = "order_id"
+ORDER_COLUMNS = (
     "order_id::text, order_number, profile_id, product_id, product_quantity,"
     """ to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), fingerprint"""
 )
@@ -57,26 +60,26 @@ def insert_unless_keys_exist(rows: int) -> str:
 INSERT INTO orders (profile_id, idempotency_key, fingerprint, product_id, product_quantity)
 VALUES {values}
 ON CONFLICT DO NOTHING
-RETURNING {_COLUMNS}, idempotency_key
+RETURNING {ORDER_COLUMNS}, idempotency_key
 """
 
 
 # The orders stored for the batch's conflicting keys (pairs: profiles[i], keys[i]), in one
 # read: per pair the lookup of SELECT_BY_KEY (the digest index, or before it is built the
 # old constraint's), comparing profile and key themselves.
-SELECT_BY_KEYS = f"""SELECT {_COLUMNS}, idempotency_key
+SELECT_BY_KEYS = f"""SELECT {ORDER_COLUMNS}, idempotency_key
 FROM unnest(CAST(:profiles AS text[]), CAST(:keys AS text[])) AS asked (profile, key)
 JOIN orders ON {KEY_DIGEST_SQL} = CAST(md5(asked.profile || '/' || asked.key) AS uuid)
 AND profile_id = asked.profile AND idempotency_key = asked.key"""
 
 
 # What a claim in Redis stands for (`find`), read by a duplicate that waited.
-SELECT_BY_KEY = f"""SELECT {_COLUMNS} FROM orders WHERE {KEY_DIGEST_SQL} = {_DIGEST_OF_PARAMETERS}
+SELECT_BY_KEY = f"""SELECT {ORDER_COLUMNS} FROM orders WHERE {KEY_DIGEST_SQL} = {_DIGEST_OF_PARAMETERS}
 AND profile_id = :profile AND idempotency_key = :key"""
-SELECT_BY_ID = f"SELECT {_COLUMNS} FROM orders WHERE order_id = CAST(:order_id AS uuid) AND profile_id = :profile"
-SELECT_NEWEST = f"""SELECT {_COLUMNS} FROM orders WHERE profile_id = :profile
+SELECT_BY_ID = f"SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = CAST(:order_id AS uuid) AND profile_id = :profile"
+SELECT_NEWEST = f"""SELECT {ORDER_COLUMNS} FROM orders WHERE profile_id = :profile
 ORDER BY order_number DESC LIMIT :limit"""
-SELECT_NEWEST_BELOW = f"""SELECT {_COLUMNS} FROM orders WHERE profile_id = :profile
+SELECT_NEWEST_BELOW = f"""SELECT {ORDER_COLUMNS} FROM orders WHERE profile_id = :profile
 AND order_number < :below ORDER BY order_number DESC LIMIT :limit"""
 
 
@@ -126,6 +129,8 @@ class OrderStore:
     """Each method is one unit of work on one connection (one transaction when pooled);
     creates share theirs with the creates queued beside them (batching.py)."""
 
+    tracing: Tracing | None  # read by the spans below (tracing.Traced)
+
     def __init__(
         self, database: Database, tracing: Tracing | None = None, *, batch_max: int = 1, batches_in_flight: int = 1,
         insert_sql: Callable[[int], str] = insert_unless_keys_exist, announce: Callable[[Order], None] | None = None,
@@ -158,12 +163,12 @@ class OrderStore:
     async def find(self, profile: str, key: str) -> Order | None:
         """The order stored for (profile, key), if any: what any claim in Redis stands for."""
         rows = await self._pool.run(lambda c: c.run(SELECT_BY_KEY, profile=profile, key=key))
-        return _order(rows[0]) if rows else None
+        return order_from_row(rows[0]) if rows else None
 
     @postgres_span("get", "SELECT")
     async def get(self, profile: str, order_id: str) -> Order | None:
         rows = await self._pool.run(lambda c: c.run(SELECT_BY_ID, order_id=order_id, profile=profile))
-        return _order(rows[0]) if rows else None
+        return order_from_row(rows[0]) if rows else None
 
     @postgres_span("list", "SELECT")
     async def newest(self, profile: str, limit: int, below: int | None) -> Page:
@@ -172,7 +177,7 @@ class OrderStore:
                 return connection.run(SELECT_NEWEST, profile=profile, limit=limit + 1)
             return connection.run(SELECT_NEWEST_BELOW, profile=profile, below=below, limit=limit + 1)
 
-        orders = [_order(row) for row in await self._pool.run(work)]
+        orders = [order_from_row(row) for row in await self._pool.run(work)]
         more = len(orders) > limit
         return Page(orders[:limit], orders[limit - 1].order_number if more else None)
 
@@ -205,7 +210,7 @@ def insert_or_get_all(
     created: dict[tuple[str, str], Order] = {}
     created_unkeyed: dict[tuple[str, str], list[Order]] = {}  # by (profile, fingerprint)
     for row in connection.run(insert_sql(len(rows)), **params):
-        order, key = _order(row[:-1]), row[-1]
+        order, key = order_from_row(row[:-1]), row[-1]
         if key is None:
             created_unkeyed.setdefault((order.profile_id, order.fingerprint), []).append(order)
         else:
@@ -217,7 +222,7 @@ def insert_or_get_all(
     if existed:
         rows_found = connection.run(
             SELECT_BY_KEYS, profiles=[profile for profile, _ in existed], keys=[key for _, key in existed])
-        found = {(row[2], row[-1]): _order(row[:-1]) for row in rows_found}
+        found = {(row[2], row[-1]): order_from_row(row[:-1]) for row in rows_found}
         unstorable = [pair for pair in existed if pair not in found]
         if unstorable:  # its digest is another key's (or its id another order's): never that order
             raise InvalidIdempotencyKey(
@@ -236,5 +241,6 @@ def insert_or_get_all(
     return answers
 
 
-def _order(row: list[Any]) -> Order:
+def order_from_row(row: Sequence[Any]) -> Order:
+    """The Order a row of ORDER_COLUMNS holds."""
     return Order(*row)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-from .outcomes import Outcome
+from .labels import Outcome
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 

@@ -16,7 +16,7 @@ import redis.exceptions
 from redis._parsers.commands import AsyncCommandsParser
 from redis.asyncio.cluster import ClusterNode, Connection, RedisCluster
 
-from .outcomes import RedisFailure
+from .labels import RedisFailure
 from .targets import ClusterSeeds
 
 # Not a RedisError: redis-py raises it when no seed answers or the slot map has holes.

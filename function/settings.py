@@ -94,8 +94,9 @@ class Settings:
     database_pool_size: int = setting(
         4, "DATABASE_POOL_SIZE", "PostgreSQL connections (and pg8000 threads) per worker", minimum=1)
     # Group commit: creates queued for a connection at the same moment share one INSERT,
-    # up to this many (1: each create its own). PostgreSQL's CPU per order falls ~3x by
-    # 8 rows a statement and little after; a bigger batch only makes its statement longer.
+    # up to this many (1: each create its own). PostgreSQL's CPU per order falls steeply
+    # up to ~8 rows a statement and little after (docs/group-commit.md, "Capacity model,
+    # re-derived"); a bigger batch only makes its statement longer.
     database_batch_max: int = setting(
         16, "DATABASE_BATCH_MAX", "most creates one INSERT carries (1: no group commit)",
         minimum=1, maximum=BATCH_MAX_LIMIT)

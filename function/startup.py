@@ -30,14 +30,14 @@ def start(env: Mapping[str, str]) -> tuple[Settings, Callable[[Any], object]]:
     directory = share_metrics_between_workers(settings)
     # Imported only now: metrics.py imports prometheus_client, which reads
     # PROMETHEUS_MULTIPROC_DIR once, when first imported.
-    from . import framework, handler, metrics, service
+    from . import dispatch, framework_patch, metrics, worker
 
     metrics.share_between_workers(directory)
     logs.configure(settings.log_level)
     schema_applied = apply_schema(settings)
-    framework.answer_framework_errors_as_problems(lifespan=service.worker_lifespan(settings, schema_applied))
-    framework.serve_with_our_server_settings()
-    return settings, handler.serving(settings, schema_applied=schema_applied)
+    framework_patch.answer_framework_errors_as_problems(lifespan=worker.worker_lifespan(settings, schema_applied))
+    framework_patch.serve_with_our_server_settings()
+    return settings, dispatch.serving(settings, schema_applied=schema_applied)
 
 
 def settings_or_exit(env: dict[str, str]) -> Settings:

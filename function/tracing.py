@@ -5,7 +5,7 @@ SDK reads the other standard OTEL_* variables itself. Off, nothing from OpenTele
 imported, no exporter thread runs and no span object is made: the callers hold `None`
 instead of a `Tracing`, and chose their plain code path once per process.
 
-A `Tracing` is made per worker process, on first use (service.py): functions-framework
+A `Tracing` is made per worker process, on first use (worker.py): functions-framework
 imports the function in gunicorn's master and forks, and the exporter's thread must be
 started in the process that records the spans.
 
@@ -19,22 +19,26 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Mapping, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Concatenate, Iterator, Mapping, ParamSpec, Protocol, TypeVar, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .order_events import CREATED_TYPE, SOURCE
+from .created_event import CREATED_TYPE, SOURCE
 from .problems import Problem
-from .routing import ROUTES, match
+from .route_table import ROUTES, match
 from .targets import DatabaseTarget
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-    from .reading import Head, Notes
+    from .request import Head, Notes
 
-Method = TypeVar("Method", bound=Callable[..., Awaitable[Any]])
+# A store method the span decorators take: its store must say whether it traces (Traced).
+Store = TypeVar("Store", bound="Traced")
+P = ParamSpec("P")
+R = TypeVar("R")
+StoreMethod = Callable[Concatenate[Store, P], Awaitable[R]]
 T = TypeVar("T")
 
 DEFAULT_SERVICE_NAME = "orders"
@@ -136,7 +140,7 @@ class Tracing:
     @staticmethod
     def ids(span: Span) -> tuple[str, str]:
         """trace_id and span_id for the log line, as the W3C traceparent spells them."""
-        context = span.get_span_context()  # to_bytes().hex(): a third of f"{id:032x}"'s time
+        context = span.get_span_context()  # to_bytes().hex(): cheaper than f"{id:032x}" (docs/bench.md)
         return context.trace_id.to_bytes(16, "big").hex(), context.span_id.to_bytes(8, "big").hex()
 
     # --- child spans --------------------------------------------------------------------
@@ -230,6 +234,13 @@ class _Current:
         self.span.end()
 
 
+class Traced(Protocol):
+    """A store whose methods the decorators below put in spans: it holds its `Tracing`,
+    or None when tracing is off (ClaimStore, OrderStore)."""
+
+    tracing: Tracing | None
+
+
 class _SpannedMethod:
     """A store method that runs in a span when its store traces (`store.tracing`).
     The choice is made on a store's first use of the method and kept in its __dict__:
@@ -243,17 +254,17 @@ class _SpannedMethod:
     def __set_name__(self, owner: type, name: str) -> None:
         self._name = name
 
-    def __get__(self, store: Any, owner: type | None = None) -> Any:
+    def __get__(self, store: Traced | None, owner: type | None = None) -> Any:
         if store is None:
             return self
         bound = self._method.__get__(store, owner)
-        tracing: Tracing | None = store.tracing
+        tracing = store.tracing
         chosen = bound if tracing is None else self._wrap(store, tracing, bound)
         store.__dict__[self._name] = chosen
         return chosen
 
 
-def postgres_span(name: str, operation: str) -> Callable[[Method], Method]:
+def postgres_span(name: str, operation: str) -> Callable[[StoreMethod[Store, P, R]], StoreMethod[Store, P, R]]:
     """Decorates a PostgreSQL store method: its unit of work in a client span."""
     def wrap(store: Any, tracing: Tracing, bound: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def traced(*args: Any) -> Any:
@@ -261,13 +272,13 @@ def postgres_span(name: str, operation: str) -> Callable[[Method], Method]:
 
         return traced
 
-    def decorate(method: Method) -> Method:
-        return cast(Method, _SpannedMethod(method, wrap))
+    def decorate(method: StoreMethod[Store, P, R]) -> StoreMethod[Store, P, R]:
+        return cast(StoreMethod[Store, P, R], _SpannedMethod(method, wrap))
 
     return decorate
 
 
-def redis_span(method: Method) -> Method:
+def redis_span(method: StoreMethod[Store, P, R]) -> StoreMethod[Store, P, R]:
     """Decorates the Redis store's one call, `(operation, script, key, *args)`: a client
     span named after the operation, unless Redis is not asked (cooling down)."""
     def wrap(store: Any, tracing: Tracing, bound: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -278,7 +289,7 @@ def redis_span(method: Method) -> Method:
 
         return traced
 
-    return cast(Method, _SpannedMethod(method, wrap))
+    return cast(StoreMethod[Store, P, R], _SpannedMethod(method, wrap))
 
 
 def _route_template(method: str, path: str) -> str | None:
@@ -291,7 +302,7 @@ def _route_template(method: str, path: str) -> str | None:
 
 
 class _HeadGetter:
-    """Lets OpenTelemetry's propagators read the request's headers as reading.Head holds them."""
+    """Lets OpenTelemetry's propagators read the request's headers as request.Head holds them."""
 
     def get(self, carrier: Head, key: str) -> list[str] | None:
         values = carrier.all(key.lower())

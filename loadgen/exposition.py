@@ -8,7 +8,7 @@ from collections import Counter
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-OUTCOMES = "orders_idempotency_outcomes_total"  # one series per outcome (function/outcomes.py)
+OUTCOMES = "orders_idempotency_outcomes_total"  # one series per outcome (function/labels.py)
 
 Labels = frozenset[tuple[str, str]]
 

@@ -20,7 +20,7 @@ from typing import Any, Iterator, Mapping
 import functions_framework.aio
 from starlette.testclient import TestClient
 
-from function import service, startup
+from function import startup, worker
 from support import Client
 
 BASE_URL = "http://testserver"
@@ -49,7 +49,7 @@ class InProcessSession:
     def __init__(self, client: TestClient) -> None:
         self.client = client
         self.failures: list[str] = []  # every 500 answered: guarantee 4 says there are none
-        self.service: service.Service | None = None  # built by its first request
+        self.service: worker.Service | None = None  # built by its first request
         self.errors = ErrorWatch()  # on the root logger while this app serves (re-added: each start configures logging)
 
     def watch_errors(self) -> None:
@@ -71,7 +71,7 @@ class InProcessSession:
         if kwargs.get("headers"):
             kwargs["headers"] = {name: _latin1(value) for name, value in kwargs["headers"].items()}
         if self.service is not None and _current_service() is not self.service:
-            raise RuntimeError("another in-process app serves now (service.py keeps one per process): "
+            raise RuntimeError("another in-process app serves now (worker.py keeps one per process): "
                                "use this one before the other starts or after it stops")
         self.watch_errors()
         response = self.client.request(method, url, **kwargs)
@@ -90,8 +90,8 @@ class InProcessSession:
         return self.request("DELETE", url, **kwargs)
 
 
-def _current_service() -> service.Service | None:
-    return service._built[0] if service._built else None
+def _current_service() -> worker.Service | None:
+    return worker._built[0] if worker._built else None
 
 
 def _latin1(value: str | bytes) -> str | bytes:
@@ -103,13 +103,13 @@ def serving_in_process(env: Mapping[str, str]) -> Iterator[Client]:
     """A Client for the app started with `env` as its whole environment, lifespan run
     (`no_500` checks what it answered).
 
-    service.py keeps one Service per process (it is built once per worker); while this
+    worker.py keeps one Service per process (it is built once per worker); while this
     app serves, that place holds this app's Service, and the previous one is put back after.
     """
     env = {name: value for name, value in env.items() if name not in _PROCESS_ONLY}
     session: InProcessSession | None = None
-    saved = list(service._built)
-    service._built.clear()
+    saved = list(worker._built)
+    worker._built.clear()
     try:
         _settings, handle = startup.start(env)
         app = functions_framework.aio.create_asgi_app_from_module(
@@ -122,8 +122,8 @@ def serving_in_process(env: Mapping[str, str]) -> Iterator[Client]:
     finally:
         if session is not None:
             logging.getLogger().removeHandler(session.errors)
-        service._built.clear()
-        service._built.extend(saved)
+        worker._built.clear()
+        worker._built.extend(saved)
 
 
 def no_500(client: Client) -> None:

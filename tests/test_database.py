@@ -32,7 +32,7 @@ def pool_on(url: str) -> Database:
 
 
 async def test_a_statement_postgresql_refuses_is_the_stores_error_with_its_sqlstate_and_the_pool_goes_on(
-    postgres,  # type: ignore[no-untyped-def]
+    postgres,
 ) -> None:
     database = pool_on(postgres.url)
 
@@ -44,14 +44,14 @@ async def test_a_statement_postgresql_refuses_is_the_stores_error_with_its_sqlst
     assert await database.run(lambda session: session.run("SELECT 1")) == [[1]]
 
 
-async def test_a_postgresql_that_is_not_there_is_unavailable(postgres) -> None:  # type: ignore[no-untyped-def]
+async def test_a_postgresql_that_is_not_there_is_unavailable(postgres) -> None:
     nowhere = postgres.url.replace(f":{postgres.port}/", ":1/")
 
     with pytest.raises(DatabaseUnavailable):
         await pool_on(nowhere).run(lambda session: session.run("SELECT 1"))
 
 
-def connections_named(postgres, name: str) -> int:  # type: ignore[no-untyped-def]
+def connections_named(postgres, name: str) -> int:
     connection = postgres.connect()
     try:
         return int(connection.run(
@@ -67,7 +67,7 @@ async def warm(database: Database, connections: int) -> None:
 
 
 async def test_after_a_restart_no_work_fails_on_any_of_the_connections_that_lived_through_it(
-    postgres,  # type: ignore[no-untyped-def]
+    postgres,
 ) -> None:
     name = "pool-restart-test"
     database = Database(parse_database_url(postgres.url + f"?application_name={name}"), pool_size=6,
@@ -84,7 +84,7 @@ async def test_after_a_restart_no_work_fails_on_any_of_the_connections_that_live
 
 
 async def test_a_connection_the_server_ended_is_tried_again_on_a_new_one_and_its_peers_retired(
-    postgres,  # type: ignore[no-untyped-def]
+    postgres,
 ) -> None:
     name = "pool-terminate-test"
     database = Database(parse_database_url(postgres.url + f"?application_name={name}"), pool_size=4,
@@ -108,7 +108,7 @@ def established_to(port: int) -> int:
 
 
 async def test_tcp_keepalive_finds_idle_connections_whose_peer_went_silent_and_the_pool_replaces_them(
-    postgres, network_faults,  # type: ignore[no-untyped-def]
+    postgres, network_faults,
 ) -> None:
     quick = Database(parse_database_url(postgres.url), pool_size=3, transaction_pooling=False,
                      connect_timeout_seconds=2, statement_timeout_seconds=2, keepalive=Keepalive(1, 1, 2))
@@ -125,7 +125,7 @@ async def test_tcp_keepalive_finds_idle_connections_whose_peer_went_silent_and_t
     assert quick.epoch == 1
 
 
-def test_a_migration_waits_for_another_copys_lock_longer_than_its_connect_timeout(postgres) -> None:  # type: ignore[no-untyped-def]
+def test_a_migration_waits_for_another_copys_lock_longer_than_its_connect_timeout(postgres) -> None:
     holder = postgres.connect()
     holder.run("BEGIN")
     holder.run("SELECT pg_advisory_xact_lock(:lock)", lock=ADVISORY_LOCK_ID)

@@ -19,15 +19,15 @@ from typing import Callable, Iterator
 import pytest
 import requests
 
-from support import ORDER, Client, Database, binary_event, sample
 from devserver.copies import FunctionCopy, start_together
 from devserver.pgbouncer import PgBouncerServer
 from devserver.servers import PostgresServer
 from devserver.sink import EventSink
 from devserver.waiting import wait_until
-from scaleout import acknowledged, storm
-from function.outbox import BACKOFF_LIMIT_PERIODS, LEASE_SECONDS, POST_TIMEOUT_SECONDS
+from function.events_out.outbox import BACKOFF_LIMIT_PERIODS, LEASE_SECONDS, POST_TIMEOUT_SECONDS
 from function.settings import ConfigError, Settings
+from scaleout import acknowledged, storm
+from support import ORDER, Client, Database, binary_event, sample
 from tracing.receiver import OtlpReceiver
 
 RETRY_SECONDS = 1.0

@@ -1,4 +1,4 @@
-"""function/framework.py's adjustments to functions-framework stop the start-up, rather than
+"""function/framework_patch.py's adjustments to functions-framework stop the start-up, rather than
 silently answering text/plain, when an upgrade removed what they replace. (That they work
 is shown by what copies answer: tests/test_framing.py.)"""
 
@@ -12,7 +12,7 @@ def test_the_framework_patch_refuses_a_functions_framework_that_no_longer_has_wh
 ) -> None:
     import functions_framework.aio
 
-    from function.framework import FrameworkChanged, answer_framework_errors_as_problems
+    from function.framework_patch import FrameworkChanged, answer_framework_errors_as_problems
 
     monkeypatch.delattr(functions_framework.aio, "Starlette")  # as if an upgrade renamed it
     with pytest.raises(FrameworkChanged):

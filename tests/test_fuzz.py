@@ -23,8 +23,8 @@ from schemathesis.specs.openapi.checks import (
 
 from devserver.copies import FunctionCopy
 from function.fingerprint import fingerprint
-from function.inputs import MAX_KEY_LENGTH, decode_json, parse_idempotency_key
 from function.problems import InvalidIdempotencyKey
+from function.validation import MAX_KEY_LENGTH, decode_json, parse_idempotency_key
 from hardening.documented import documented_operations, load_document
 from support import Database
 

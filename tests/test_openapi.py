@@ -15,10 +15,10 @@ import requests
 from openapi_spec_validator import validate
 
 from devserver.servers import PostgresServer, RedisServer
-from support import ORDER, Client, Database
 from function.fingerprint import fingerprint
-from function.inputs import order_request_from
 from function.records import InFlight, encode, redis_key
+from function.validation import order_request_from
+from support import ORDER, Client, Database
 from hardening.documented import (
     AnswerLog,
     documented_operations,
@@ -37,9 +37,9 @@ def document() -> dict[str, Any]:
 
 def served_routes() -> set[tuple[str, str]]:
     """Every route of the table that the entry point hands to a handler."""
-    from function import handler, routing
+    from function import dispatch, route_table
 
-    return {(route.method, route.path) for route in routing.ROUTES if route.endpoint in handler.HANDLERS}
+    return {(route.method, route.path) for route in route_table.ROUTES if route.endpoint in dispatch.HANDLERS}
 
 
 def test_the_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:

@@ -9,8 +9,8 @@ from typing import Any, Callable
 
 from devserver.servers import free_port
 from function.fingerprint import fingerprint
-from function.inputs import order_request_from
 from function.records import InFlight, encode, redis_key
+from function.validation import order_request_from
 from loadgen.exposition import sample
 from support import ORDER, Client, Database
 

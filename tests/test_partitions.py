@@ -190,7 +190,7 @@ def test_redis_partitioned_creates_and_replays_go_on_through_postgresql_and_redi
 def test_the_sink_black_holed_loses_no_event_bounds_every_post_and_publishing_resumes(
     start_copies, db: Database, workdir, network_faults: NetworkFaults,
 ) -> None:
-    from function.outbox import POST_TIMEOUT_SECONDS
+    from function.events_out.outbox import POST_TIMEOUT_SECONDS
 
     sink = EventSink(workdir / "partition-sink").start()
     try:

@@ -100,9 +100,9 @@ def test_without_auto_migrate_an_unmigrated_database_is_a_503_not_a_500(
 
 
 def _fingerprint() -> str:
-    from support import ORDER
     from function.fingerprint import fingerprint
-    from function.inputs import order_request_from
+    from function.validation import order_request_from
+    from support import ORDER
 
     return fingerprint(order_request_from(ORDER).canonical())
 

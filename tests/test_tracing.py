@@ -46,7 +46,7 @@ import requests
 from devserver.copies import FunctionCopy
 from devserver.servers import free_port
 from devserver.waiting import wait_until
-from function.outcomes import RedisFailure
+from function.labels import RedisFailure
 from support import CREATE_EVENT, Client, Database, binary_event, redis_script_calls
 from tracing.receiver import OtlpReceiver, Span
 
@@ -189,10 +189,10 @@ def test_a_replay_is_answered_from_redis_with_no_insert(
 def test_a_duplicate_that_waits_for_its_original_has_a_wait_span_saying_how_it_ended(
     traced: Callable[..., FunctionCopy], receiver: OtlpReceiver, redis_server: Any,
 ) -> None:
-    from support import ORDER
     from function.fingerprint import fingerprint
-    from function.inputs import order_request_from
     from function.records import InFlight, encode, redis_key
+    from function.validation import order_request_from
+    from support import ORDER
 
     copy = traced(IDEMPOTENCY_WAIT_SECONDS="0.3")
     # An original in flight on another copy: its claim, held for 10 s.
@@ -241,10 +241,10 @@ def test_a_create_with_redis_down_is_degraded_and_its_failed_redis_call_is_an_er
 def test_a_wait_that_ends_with_the_originals_answer_holds_its_polls_and_says_done(
     traced: Callable[..., FunctionCopy], receiver: OtlpReceiver, redis_server: Any,
 ) -> None:
-    from support import ORDER
     from function.fingerprint import fingerprint
-    from function.inputs import order_request_from
     from function.records import Done, InFlight, encode, redis_key
+    from function.validation import order_request_from
+    from support import ORDER
 
     copy = traced(IDEMPOTENCY_WAIT_SECONDS="10")
     request_fingerprint = fingerprint(order_request_from(ORDER).canonical())
@@ -426,7 +426,7 @@ from functions_framework._function_registry import load_function_module
 main, spec = load_function_module("function/main.py")  # as functions-framework loads it
 spec.loader.exec_module(main)
 async def build():
-    return main.service.for_this_process(main.SETTINGS)
+    return main.worker.for_this_process(main.SETTINGS)
 running = asyncio.run(build())
 assert running.tracing is None
 print(sorted(name for name in sys.modules if name.startswith("opentelemetry") and name not in by_redis))

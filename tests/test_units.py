@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from function.fingerprint import fingerprint
-from function.inputs import encode_cursor, parse_cursor, parse_idempotency_key
 from function.problems import InvalidIdempotencyKey, InvalidParameter
 from function.records import Claimed, Create, Done, InFlight, Reject, Replay, Wait, decide, decode, encode, redis_key
+from function.route_table import Endpoint, match
 from function.settings import ConfigError, Settings, declarations, one_from_env
 from function.targets import TargetError, parse_database_url, parse_redis_url
+from function.validation import encode_cursor, parse_cursor, parse_idempotency_key
 
 URLS = {"DATABASE_URL": "postgresql://u:secret@db:5432/orders", "REDIS_URL": "redis://cache:6379/0"}
 
@@ -131,7 +132,7 @@ def test_a_redis_cluster_failure_is_named_by_what_the_cluster_could_not_do() -> 
     import redis.exceptions
 
     from function.claims import failure_kind
-    from function.outcomes import RedisFailure
+    from function.labels import RedisFailure
 
     assert failure_kind(redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down")) is RedisFailure.CLUSTER
     assert failure_kind(redis.exceptions.ClusterError("TTL exhausted.")) is RedisFailure.CLUSTER
@@ -161,3 +162,16 @@ def test_a_tool_reading_one_setting_reads_it_as_a_copy_does() -> None:
     settings = Settings.from_env(env)
     for name, _, _ in declarations():
         assert one_from_env(env, name) == getattr(settings, name), name
+
+
+@pytest.mark.parametrize(("method", "path", "carries_one", "endpoint"), [
+    ("POST", "/", False, Endpoint.EVENT),         # Knative's trigger posts here, whatever the mode
+    ("POST", "/orders", True, Endpoint.EVENT),    # a CloudEvent sent to the create path is an event
+    ("POST", "/orders/", True, Endpoint.EVENT),   # one trailing slash forgiven there too
+    ("POST", "/orders", False, Endpoint.CREATE),
+    ("GET", "/orders", True, Endpoint.LIST),      # only a POST is ever an event
+])
+def test_whether_a_request_is_a_cloudevent_is_decided_by_the_route_table(
+    method: str, path: str, carries_one: bool, endpoint: Endpoint,
+) -> None:
+    assert match(method, path, lambda: carries_one) == (endpoint, None)

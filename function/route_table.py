@@ -1,4 +1,5 @@
-"""The route table and the one function that matches a request against it.
+"""The route table and the one function that matches a request against it, which is
+also where a request is decided to be a CloudEvent.
 
 Paths are matched as received (after the server's percent-decoding): `//orders` or
 `/orders/x/y` name no route and get a 404 problem, never a guess. One trailing slash
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Callable
 
 from .problems import MethodNotAllowed, NotFound
 
@@ -50,8 +52,15 @@ for _route in ROUTES:
     _BY_PATH.setdefault(_route.path, {})[_route.method] = _route.endpoint
 
 
-def match(method: str, path: str) -> tuple[Endpoint, str | None]:
-    """(endpoint, the order id for `/orders/{orderId}` or None); a Problem otherwise."""
+def _never() -> bool:
+    return False
+
+
+def match(method: str, path: str, cloudevent: Callable[[], bool] = _never) -> tuple[Endpoint, str | None]:
+    """(endpoint, the order id for `/orders/{orderId}` or None); a Problem otherwise.
+
+    A POST to `/` is always an event; a POST to `/orders` is one when it carries a
+    CloudEvent (`cloudevent()`, asked only then: request.is_cloudevent reads the headers)."""
     if len(path) > 1 and path.endswith("/"):
         path = path[:-1]
     order_id = None
@@ -64,4 +73,6 @@ def match(method: str, path: str) -> tuple[Endpoint, str | None]:
     if endpoint is None:
         allowed = ", ".join(sorted(methods))
         raise MethodNotAllowed(f"this route allows {allowed}", headers={"allow": allowed})
+    if endpoint is Endpoint.CREATE and cloudevent():
+        endpoint = Endpoint.EVENT
     return endpoint, order_id

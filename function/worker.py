@@ -24,7 +24,7 @@ from .settings import Settings
 from .tracing import Tracing
 
 if TYPE_CHECKING:
-    from .relay import Relay
+    from .events_out.relay import Relay
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,8 @@ def batches_in_flight(settings: Settings) -> int:
     """Create batches a worker runs at once. Group commit off: one create per connection,
     as many as the pool has. On: half the pool, rounded up. Two batches overlap (one
     commits while the next is sent), so a slow commit does not stall creates; fewer in
-    flight make the queued creates batch more (bench: 16 connections, pool 4, two in
-    flight made batches of ~2.5 and the most creates/s; four, ~2 and fewer creates/s;
-    one, ~4 but a slow commit then holds every create); the rest of the pool stays free
+    flight make the queued creates batch more, and two made the most creates/s (figures:
+    docs/group-commit.md, "Capacity model, re-derived"); the rest of the pool stays free
     for reads (a waiting duplicate's check, GET /orders)."""
     if settings.database_batch_max == 1:
         return settings.database_pool_size
@@ -102,9 +101,9 @@ def _announcing_orders(
 ) -> tuple[OrderStore, Relay]:
     """Orders whose INSERT records their event, published after each commit. Imported
     only here: with K_SINK unset a copy loads no HTTP client."""
-    from .outbox import POST_TIMEOUT_SECONDS, OutboxStore, recording_inserts
-    from .publisher import Publisher
-    from .relay import Relay
+    from .events_out.outbox import POST_TIMEOUT_SECONDS, OutboxStore, recording_inserts
+    from .events_out.publisher import Publisher
+    from .events_out.relay import Relay
 
     relay = Relay(
         OutboxStore(database, settings.outbox_retry_seconds),

@@ -14,9 +14,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from .database import Database, Session
-from .orders import _COLUMNS as ORDER_COLUMNS
-from .orders import Order, insert_unless_keys_exist
+from ..database import Database, Session
+from ..orders import ORDER_COLUMNS, ORDER_ID, Order, insert_unless_keys_exist, order_from_row
 
 # The sink must answer within this, or the attempt counts as failed ("timeout").
 POST_TIMEOUT_SECONDS = 2.0
@@ -32,9 +31,9 @@ BACKOFF_LIMIT_PERIODS = 12
 
 
 def recording_events(insert_sql: str) -> str:
-    """The order INSERT (`INSERT INTO orders ... RETURNING <orders columns>`, one row or
-    many; its first column named `order_id`) made to record an outbox row for each order
-    it inserts, in the same statement, returning the same rows.
+    """The order INSERT (`INSERT INTO orders ... RETURNING` orders.ORDER_COLUMNS, one row
+    or many, the id named orders.ORDER_ID) made to record an outbox row for each order it
+    inserts, in the same statement, returning the same rows.
 
     The rows are leased to the inserting copy from the start: it publishes them right
     after the commit, and a sweep takes them only if that has not worked by then.
@@ -44,7 +43,7 @@ def recording_events(insert_sql: str) -> str:
 WITH new AS ({insert_sql.strip()}),
 recorded AS (
     INSERT INTO outbox (order_id, next_attempt_at)
-    SELECT CAST(new.order_id AS uuid), now() + make_interval(secs => {LEASE_SECONDS}) FROM new
+    SELECT CAST(new.{ORDER_ID} AS uuid), now() + make_interval(secs => {LEASE_SECONDS}) FROM new
 )
 SELECT * FROM new
 """
@@ -98,7 +97,7 @@ class OutboxStore:
     async def claim(self, batch: int = BATCH_SIZE) -> list[Order]:
         """Up to `batch` due events, leased to this copy: their orders as stored."""
         rows = await self._pool.run(lambda c: c.run(_CLAIM, batch=batch))
-        return [Order(*row) for row in rows]
+        return [order_from_row(row) for row in rows]
 
     async def delivered(self, order_ids: list[str]) -> None:
         if order_ids:

@@ -1,7 +1,7 @@
 """Reading a request: its headers once, its query, its body within bounds, and the
 Notes that its log line, metrics and server span are made from.
 
-Below the handlers (routes.py, events.py) and above nothing of theirs: tracing and the
+Below the handlers (http_in.py, events_in.py) and above nothing of theirs: tracing and the
 entry point read requests through this module, never through a handler module.
 """
 
@@ -13,9 +13,9 @@ from typing import Callable, Protocol
 
 from starlette.requests import ClientDisconnect, Request
 
-from .outcomes import Outcome
+from .labels import Outcome
 from .problems import BodyTooLarge, IncompleteBody, InvalidBody, Problem, UnsupportedMediaType
-from .routing import Endpoint
+from .route_table import Endpoint, match
 
 MAX_BODY_BYTES = 64 * 1024
 JSON = "application/json"
@@ -108,6 +108,17 @@ def single_header(request: Request, name: str, problem: type[Problem]) -> str | 
     if len(values) > 1:
         raise problem(f"the {name} header is sent more than once")
     return values[0] if values else None
+
+
+def is_cloudevent(request: Request) -> bool:
+    """Binary mode's `ce-specversion` header, or a structured or batched event's media type."""
+    return "ce-specversion" in head_of(request) or media_type(request).startswith("application/cloudevents")
+
+
+def route_of(request: Request) -> tuple[Endpoint, str | None]:
+    """The request's endpoint (and order id): route_table.match, able to ask whether the
+    request carries a CloudEvent."""
+    return match(request.method, request.scope["path"], lambda: is_cloudevent(request))
 
 
 def media_type(request: Request) -> str:

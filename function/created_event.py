@@ -2,7 +2,8 @@
 to an order event and for the event the outbox publishes, so both say the same.
 
 Written without the CloudEvents SDK on purpose: binary mode is a few `ce-` headers, and
-the publisher must not import events.py (which imports the routes and the service)."""
+the publisher (events_out/) must not import events_in.py, which sits above it on the
+request path."""
 
 from __future__ import annotations
 

@@ -15,25 +15,24 @@ import functions_framework.aio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import events, framework, logs, metrics, routes, routing, service
+from . import events_in, framework_patch, http_in, logs, metrics, worker
 from .database import DatabaseUnavailable
 from .problems import InternalError, Problem, StoreUnavailable
-from .reading import Notes, head_of
-from .routing import Endpoint
+from .request import Notes, head_of, route_of
+from .route_table import Endpoint
 from .settings import Settings
 from .tracing import UNTRACED_PATHS, Tracing
 
 Handler = Callable[..., Awaitable[Response]]
 HANDLERS: dict[Endpoint, Handler] = {
-    Endpoint.CREATE: routes.create_order,
-    Endpoint.LIST: routes.list_orders,
-    Endpoint.GET: routes.get_order,
-    Endpoint.HEALTH: routes.health,
-    Endpoint.METRICS: routes.prometheus,
-    Endpoint.OPENAPI: routes.openapi,
-    Endpoint.EVENT: events.handle,
+    Endpoint.CREATE: http_in.create_order,
+    Endpoint.LIST: http_in.list_orders,
+    Endpoint.GET: http_in.get_order,
+    Endpoint.HEALTH: http_in.health,
+    Endpoint.METRICS: http_in.prometheus,
+    Endpoint.OPENAPI: http_in.openapi,
+    Endpoint.EVENT: events_in.handle,
 }
-EVENT_PATHS = frozenset({"/", "/orders", "/orders/"})  # where a POSTed CloudEvent is an order
 
 
 def serving(settings: Settings, *, schema_applied: bool) -> Callable[[Request], object]:
@@ -42,7 +41,7 @@ def serving(settings: Settings, *, schema_applied: bool) -> Callable[[Request], 
     @functions_framework.aio.http
     async def handle(request: Request) -> Response:
         started = time.perf_counter()
-        running = service.for_this_process(settings, schema_applied=schema_applied)
+        running = worker.for_this_process(settings, schema_applied=schema_applied)
         if running.tracing is not None and request.scope["path"] not in UNTRACED_PATHS:
             return await _traced(request, running, running.tracing, started)
         notes = Notes()
@@ -53,14 +52,14 @@ def serving(settings: Settings, *, schema_applied: bool) -> Callable[[Request], 
     return handle
 
 
-async def _traced(request: Request, running: service.Service, tracing: Tracing, started: float) -> Response:
+async def _traced(request: Request, running: worker.Service, tracing: Tracing, started: float) -> Response:
     """`handle` inside the request's server span, under the caller's trace context."""
     notes = Notes()
     head = head_of(request)
     carrier, early = None, None
-    if "traceparent" not in head and request.scope["path"] in EVENT_PATHS and events.is_cloudevent(request):
+    if "traceparent" not in head and _is_event(request):
         try:
-            carrier, request = await events.trace_carrier(request)
+            carrier, request = await events_in.trace_carrier(request)
         except Problem as problem:  # the body could not be read: answered in the span
             early, notes.route = problem, Endpoint.EVENT
     with tracing.server_span(request, head, carrier) as span:
@@ -68,18 +67,16 @@ async def _traced(request: Request, running: service.Service, tracing: Tracing, 
             response = await _answer(request, running, notes)
         else:
             response = _problem_response(early, notes)
-            response.headers["x-served-by"] = framework.copy_name()
+            response.headers["x-served-by"] = framework_patch.copy_name()
         tracing.answered(span, response, notes)
         _account(request.method, response.status_code, notes, time.perf_counter() - started, tracing.ids(span))
     return response
 
 
-async def _answer(request: Request, running: service.Service, notes: Notes) -> Response:
+async def _answer(request: Request, running: worker.Service, notes: Notes) -> Response:
     try:
-        endpoint, order_id = routing.match(request.method, request.scope["path"])
+        endpoint, order_id = route_of(request)
         notes.route = endpoint
-        if endpoint is Endpoint.CREATE and events.is_cloudevent(request):
-            endpoint = notes.route = Endpoint.EVENT
         if order_id is None:
             response = await HANDLERS[endpoint](request, running, notes)
         else:
@@ -91,8 +88,15 @@ async def _answer(request: Request, running: service.Service, notes: Notes) -> R
     except Exception:
         logs.error("unhandled error", route=notes.route)
         response = _problem_response(InternalError("the function failed; it has been logged"), notes)
-    response.headers["x-served-by"] = framework.copy_name()
+    response.headers["x-served-by"] = framework_patch.copy_name()
     return response
+
+
+def _is_event(request: Request) -> bool:
+    try:
+        return route_of(request)[0] is Endpoint.EVENT
+    except Problem:  # no route: answered as such in the span
+        return False
 
 
 def _problem_response(problem: Problem, notes: Notes) -> Response:

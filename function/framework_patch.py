@@ -87,7 +87,7 @@ def answer_framework_errors_as_problems(lifespan: Callable[[Any], Any] | None = 
     )
     if getattr(framework, "Starlette", None) not in (Starlette, _ProblemAnsweringStarlette) or not builds_from_the_name:
         raise FrameworkChanged("functions_framework.aio no longer builds its app from `Starlette`: "
-                               "update function/framework.py for this functions-framework version")
+                               "update function/framework_patch.py for this functions-framework version")
     global _lifespan
     _lifespan = lifespan
     functions_framework.aio.Starlette = _ProblemAnsweringStarlette  # type: ignore[misc]
@@ -119,5 +119,5 @@ def serve_with_our_server_settings() -> None:
     # An upgrade that renames what is swapped must fail here, not silently log in text.
     if current is None or not callable(getattr(current, "load_config", None)):
         raise FrameworkChanged("functions-framework no longer starts gunicorn through "
-                               "UvicornApplication.load_config: update function/framework.py")
+                               "UvicornApplication.load_config: update function/framework_patch.py")
     functions_framework._http.gunicorn.UvicornApplication = _OurGunicorn  # type: ignore[misc]

@@ -14,24 +14,20 @@ from cloudevents.exceptions import GenericException
 from cloudevents.http import CloudEvent, from_http
 
 from starlette.requests import Request
-from starlette.types import Message
 from starlette.responses import Response
+from starlette.types import Message
 
-from .inputs import decode_json, order_request_from, parse_idempotency_key, profile_from_either
-from .order_events import created_event_headers
+from .created_event import created_event_headers
 from .problems import InvalidBody, InvalidEvent
 from .records import key_hash
-from .reading import EventIdentity, Notes, head_of, media_type, read_body
-from .service import Service
+from .request import EventIdentity, Notes, head_of, media_type, read_body
+from .validation import decode_json, order_request_from, parse_idempotency_key, profile_from_either
+from .worker import Service
 
 STRUCTURED = "application/cloudevents+json"
 
 CREATE_TYPE = "com.example.order.create"
 PING_TYPE = "dev.knative.sources.ping"  # a PingSource waking a copy to publish what is pending
-
-
-def is_cloudevent(request: Request) -> bool:
-    return "ce-specversion" in head_of(request) or media_type(request).startswith("application/cloudevents")
 
 
 async def handle(request: Request, service: Service, notes: Notes) -> Response:

@@ -1,6 +1,6 @@
 """The HTTP routes: parse the request, make one call, render the answer.
 
-Reading the request (headers, query, body, the Notes) is reading.py's."""
+Reading the request (headers, query, body, the Notes) is request.py's."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from starlette.responses import Response
 from . import auth, metrics
 from .database import DatabaseUnavailable
 from .idempotency import Answer
-from .inputs import (
+from .validation import (
     decode_json,
     encode_cursor,
     order_request_from,
@@ -23,9 +23,9 @@ from .inputs import (
     parse_order_id,
 )
 from .problems import InvalidIdempotencyKey, InvalidProfile, MissingIdempotencyKey, NotFound, Unauthenticated
-from .reading import JSON, Notes, json_body, query_values, single_header
 from .records import key_hash
-from .service import Service
+from .request import JSON, Notes, json_body, query_values, single_header
+from .worker import Service
 
 OPENAPI_DOCUMENT = (Path(__file__).resolve().parent / "openapi.json").read_bytes()  # kept true by tests
 

@@ -12,15 +12,15 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any, Awaitable
 
-from . import logs, metrics
-from .database import DatabaseUnavailable
-from .orders import Order
+from .. import logs, metrics
+from ..database import DatabaseUnavailable
+from ..labels import PublishFailure
+from ..orders import Order
 from .outbox import BATCH_SIZE, OutboxStore
-from .outcomes import PublishFailure
 from .publisher import Publisher
 
 if TYPE_CHECKING:
-    from .tracing import Tracing
+    from ..tracing import Tracing
 
 # One sweep publishes batch after batch while they keep coming back full, for at most
 # this long. A ping waits for a sweep under way and then its own: 2 x 10 s (plus a
