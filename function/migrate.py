@@ -10,7 +10,8 @@ once on a database whose schema this same run created).
 A file whose first line is `-- migrate: no-transaction` (CREATE INDEX CONCURRENTLY cannot
 run in a transaction) runs statement by statement outside one, without the lock: its
 statements are idempotent (IF NOT EXISTS), and what such a build left half made (an
-INVALID index nobody is building) is dropped before it runs again.
+INVALID index nobody is building) is dropped before it runs again. On a database the same
+transaction creates, it runs inside that transaction instead, without CONCURRENTLY.
 
 Run as `python -m function.migrate [--contract]` (reads DATABASE_URL), or on start-up
 (AUTO_MIGRATE).
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -32,6 +34,7 @@ CONTRACT_DIR = MIGRATIONS_DIR / "contract"
 # Any constant shared by every copy; it names "the orders schema lock".
 ADVISORY_LOCK_ID = 7_240_615_001
 NO_TRANSACTION = "-- migrate: no-transaction"
+_CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.IGNORECASE)
 # The migration that creates the schema: applied by this run, the database is new.
 FIRST_VERSION = "0001_create_orders"
 
@@ -108,13 +111,23 @@ def _apply(
             " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
         applied = {row[0] for row in connection.run("SELECT version FROM schema_migrations")}
+        # A database this transaction creates is empty and seen by no other copy until it
+        # commits: a concurrent build's reason does not apply to it, so its no-transaction
+        # files run in here as plain statements, and its contract steps too (no older copy
+        # can know it). Nothing then runs outside the lock on a new database: a concurrent
+        # build there would wait for another copy's contract transaction and deadlock.
+        new_database = FIRST_VERSION not in applied
         versions: list[str] = []
         outside = None
-        for path in pending_files(applied, contract=contract):
-            if outside_transaction(path):
+        for path in pending_files(applied, contract=contract or new_database):
+            if outside_transaction(path) and not new_database:
                 outside = path
                 break
-            connection.run(path.read_text())
+            if outside_transaction(path):
+                for statement in _statements(path.read_text()):
+                    connection.run(_CONCURRENTLY.sub("", statement))
+            else:
+                connection.run(path.read_text())
             connection.run("INSERT INTO schema_migrations (version) VALUES (:v)", v=path.stem)
             versions.append(path.stem)
         connection.run("COMMIT")
