@@ -27,8 +27,12 @@ run: $(LOCAL)
 migrate: $(LOCAL)
 	$(BIN)/python -m function.migrate
 
+# The suite's tests mostly wait (on servers, copies, faults), so several pytest workers
+# share even two cores well: each worker takes whole files (`--dist loadfile`) and starts
+# its own servers on free ports. TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 3
 test: $(DEV)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The in-process and pure tests: every test no copy of its own process serves (conftest.py
 # marks those `process`). Under a minute; `make test` runs them and the process layer.
