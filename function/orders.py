@@ -138,7 +138,7 @@ class OrderStore:
         self._pool = database
         self.tracing = tracing  # None: tracing off, and the spans below cost one attribute read
         # With K_SINK set: the INSERT that also records each order's event (outbox.py), and
-        # what publishes a created order once its statement has committed (relay.py).
+        # what publishes a created order once its statement has committed (events_out/relay.py).
         self._batcher: InsertBatcher[NewOrder, tuple[Order, bool]] = InsertBatcher(
             database, functools.partial(insert_or_get_all, insert_sql=insert_sql),
             max_size=batch_max, max_in_flight=batches_in_flight)
