@@ -18,7 +18,7 @@ from pathlib import Path
 from .copies import LOOPBACK, PROJECT_ROOT
 from .servers import port_is_free
 from .stack import LocalStack
-from .waiting import NotReady
+from .waiting import NotReady, process_alive
 
 # ORDERS_STATE_DIR moves it (the tests do, to leave a developer's data alone).
 STATE_DIR = Path(os.environ.get("ORDERS_STATE_DIR", PROJECT_ROOT / ".local"))
@@ -126,21 +126,12 @@ def claim_state_dir(state_dir: Path) -> None:
         other = int(pid_file.read_text().strip())
     except (FileNotFoundError, ValueError):
         other = 0
-    if other and other != os.getpid() and _alive(other):
+    if other and other != os.getpid() and process_alive(other):
         raise CannotStart(
             f"already running in this clone (pid {other}): stop it with Ctrl-C in its terminal or `kill {other}`"
         )
     pid_file.write_text(f"{os.getpid()}\n")
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def what_ctrl_c_stops(stack: LocalStack) -> str:

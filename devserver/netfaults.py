@@ -26,6 +26,8 @@ import shutil
 import subprocess
 from typing import Iterator
 
+from .waiting import process_alive
+
 INSTALL_HINT = "apt-get install -y nftables"
 FAMILY = "inet"
 TABLE_PREFIX = "orders_faults_"
@@ -147,16 +149,6 @@ def _remove_orphans(nft: str) -> None:
     skips atexit): their rules would partition a port for good."""
     listing = subprocess.run([nft, "list", "tables", FAMILY], capture_output=True, text=True, check=False)
     for pid in re.findall(rf"^table {FAMILY} {TABLE_PREFIX}(?:probe_)?(\d+)$", listing.stdout, re.MULTILINE):
-        if not _alive(int(pid)):
+        if not process_alive(int(pid)):
             for name in (f"{TABLE_PREFIX}{pid}", f"{TABLE_PREFIX}probe_{pid}"):
                 subprocess.run([nft, "delete", "table", FAMILY, name], capture_output=True, check=False)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -6,6 +6,7 @@ timeout, and the message names what was awaited and where its log is.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -29,3 +30,14 @@ def wait_until(
         if time.monotonic() > deadline:
             raise NotReady(f"{what} did not answer within {timeout_seconds:.0f} s{where}")
         time.sleep(poll_seconds)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
