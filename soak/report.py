@@ -37,6 +37,9 @@ def summary(report: SoakReport) -> str:
         lines.append(f"  {name}: RSS {_mib(before)} -> {_mib(after)}")
     peak = max(sample.postgres_connections for sample in report.samples)
     lines.append(f"  PostgreSQL connections: {first.postgres_connections} -> {last.postgres_connections} (peak {peak})")
+    if report.logged_errors:
+        lines.append("errors the copies logged:")
+        lines += [f"  {line[:2000]}" for line in report.logged_errors]
     lines += [f"FLAG {flag}" for flag in flags]
     lines += [f"FAIL {problem}" for problem in problems[:50]]
     if len(problems) > 50:

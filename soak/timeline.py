@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 from devserver import netfaults
 from devserver.cluster import RedisCluster, local_cluster
@@ -63,6 +63,7 @@ class SoakReport:
     audit: Audit
     samples: list[Sample] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
+    logged_errors: list[str] = field(default_factory=list)  # the copies' error lines, tracebacks included
 
 
 def run_soak(plan: SoakPlan, say: Callable[[str], None] = print) -> SoakReport:
@@ -111,7 +112,19 @@ def _run_soak(plan: SoakPlan, say: Callable[[str], None], cluster: RedisCluster 
         samples.append(take_sample(time.monotonic() - started, {name: copies[name] for name in live}, stack))
         say("  traffic stopped; auditing")
         result = audit(stack, ledger, [copies[name].url for name in live], plan.lease_seconds)
-        return SoakReport(plan, ledger, result, samples, events)
+        return SoakReport(plan, ledger, result, samples, events, _logged_errors(copies.values()))
+
+
+def _logged_errors(copies: Iterable[FunctionCopy], most: int = 10) -> list[str]:
+    """The copies' error lines (with their tracebacks), read before the stack's folder
+    goes: what a failed audit needs to be understood after the run."""
+    found: list[str] = []
+    for copy in copies:
+        if copy.log is None or not copy.log.exists():
+            continue
+        found += [line.strip() for line in copy.log.read_text(errors="replace").splitlines()
+                  if '"level":"error"' in line]
+    return found[:most]
 
 
 def _restart_redis(stack: LocalStack) -> str:
