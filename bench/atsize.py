@@ -301,7 +301,7 @@ def run(millions: float, *, first_seconds: float, steady_seconds: float, read_se
         say(f"loading {millions} M orders into the previous schema")
         results["load"] = load_previous_schema(big, millions, say)
         admin.run("CHECKPOINT")
-        say("upgrading: expand (0003, 0004 CONCURRENTLY) then contract, creates going on")
+        say("upgrading: expand (0003) then contract (0004 CONCURRENTLY, 0005), creates going on")
         results["upgrade"] = timed_upgrade(lambda: connect("orders_big"), {
             "user": "postgres", "host": "127.0.0.1", "port": postgres.port, "database": "orders_big"}, say)
         started = time.perf_counter()

@@ -2,8 +2,8 @@
 get, and list. Every statement is parameterised.
 
 (profile, key) is unique through `orders_key_digest`, a unique index on a 16-byte digest
-of the two (postgres/migrations/0004); while copies of the previous version may run, the
-old constraint on the two columns is there too. Every read for a key compares profile and
+of the two (postgres/migrations/contract/0004), built once no copy of the previous version
+runs; until then the old constraint on the two columns holds it. Every read for a key compares profile and
 key themselves, so a digest shared by two keys never answers with the other key's order."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ ORDER_COLUMNS = (
 )
 
 
-# The expression of the unique index orders_key_digest (0004_key_digest_index.sql), and the
+# The expression of the unique index orders_key_digest (contract/0004_key_digest_index.sql), and the
 # same for parameters: the digest is computed by PostgreSQL only, from the text it stores.
 # The profile cannot hold a `/`, so no two (profile, key) pairs make the same text.
 KEY_DIGEST_SQL = "CAST(md5(profile_id || '/' || idempotency_key) AS uuid)"

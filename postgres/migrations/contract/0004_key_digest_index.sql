@@ -7,8 +7,9 @@
 -- with one digest can never answer with each other's order (function/orders.py).
 --
 -- CONCURRENTLY: creates go on while it is built (minutes on tens of millions of orders;
--- docs/operations.md). The old constraint orders_profile_key_unique stays until
--- `python -m function.migrate --contract` (postgres/migrations/contract/): copies of the
--- previous version name it in their ON CONFLICT.
+-- docs/operations.md). A contract step, built only once no copy of the previous version
+-- runs: that version's INSERT names the old constraint in ON CONFLICT, so a second unique
+-- index would turn its race with a new copy on one key (the two versions' Redis records
+-- do not see each other) into a unique violation, a 500, instead of a skipped row.
 CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS orders_key_digest
     ON orders ((CAST(md5(profile_id || '/' || idempotency_key) AS uuid)));
