@@ -37,7 +37,7 @@ test: $(DEV)
 # The in-process and pure tests: every test no copy of its own process serves (conftest.py
 # marks those `process`). Under a minute; `make test` runs them and the process layer.
 test-fast: $(DEV)
-	$(BIN)/python -m pytest -m "not process" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not process" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 typecheck: $(DEV)
 	$(BIN)/python -m mypy $(TYPED)

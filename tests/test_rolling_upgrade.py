@@ -26,6 +26,8 @@ from devserver.servers import PostgresServer, RedisServer
 from support import ORDER, Client, fresh_database
 
 # The last commit whose schema is 0001-0002: orders_profile_key_unique, random v4 ids.
+pytestmark = pytest.mark.process  # copies of both versions, each a process of its own
+
 PREVIOUS_VERSION = "5abadc8"
 PREVIOUS_FILES = ["function", "postgres", "Procfile"]
 
