@@ -362,10 +362,10 @@ async def _settle(answer: asyncio.Future[Any], call: Awaitable[Any], timeout_sec
 
 
 def _unexpected(exc: Exception) -> None:
-    """An exception no Redis failure kind names: redis-py's cluster client has raised
-    its own while a slot map changed under a failover (a 500 in the cluster soak, one run
-    in a few). Counted as `other` and logged with its type (never its text, which may
-    name the server), so it is found and fixed, not answered as a 500."""
+    """An exception no Redis failure kind names: the client library's own, or a bug on
+    our side of the call (a replay answered 500 once in the cluster soak, cause not
+    found). Counted as `other` and logged with its type (never its text, which may name
+    the server), so it is found and fixed, not answered as a 500."""
     logs.warning("Redis client failed unexpectedly; PostgreSQL decides",
                  error=f"{type(exc).__module__}.{type(exc).__qualname__}")
 
