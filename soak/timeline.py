@@ -94,7 +94,9 @@ def _run_soak(plan: SoakPlan, say: Callable[[str], None], cluster: RedisCluster 
         workload.start()
         next_sample = SAMPLE_EVERY_SECONDS  # the first once the pools have filled: a baseline
         try:
-            while (elapsed := time.monotonic() - started) < plan.seconds:
+            # Until the planned length has passed and every fault has run: a slow fault (a
+            # cluster's failover takes seconds) must not crowd the last ones out of the run.
+            while (elapsed := time.monotonic() - started) < plan.seconds or faults:
                 if faults and elapsed >= faults[0][0] * plan.seconds:
                     _, name, fault = faults.pop(0)
                     say(f"  {elapsed:5.1f} s  {name}")
