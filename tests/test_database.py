@@ -60,6 +60,12 @@ def connections_named(postgres, name: str) -> int:
         connection.close()
 
 
+def named_pool(postgres, name: str, pool_size: int) -> Database:
+    """A pool whose connections pg_stat_activity shows under `name`."""
+    return Database(parse_database_url(postgres.url + f"?application_name={name}"), pool_size=pool_size,
+                    transaction_pooling=False, connect_timeout_seconds=2, statement_timeout_seconds=2)
+
+
 async def warm(database: Database, connections: int) -> None:
     """`connections` pooled connections, each having served a statement."""
     await asyncio.gather(*(database.run(lambda session: session.run("SELECT pg_sleep(0.2)"))
@@ -70,8 +76,7 @@ async def test_after_a_restart_no_work_fails_on_any_of_the_connections_that_live
     postgres,
 ) -> None:
     name = "pool-restart-test"
-    database = Database(parse_database_url(postgres.url + f"?application_name={name}"), pool_size=6,
-                        transaction_pooling=False, connect_timeout_seconds=2, statement_timeout_seconds=2)
+    database = named_pool(postgres, name, pool_size=6)
     await warm(database, 5)
     assert connections_named(postgres, name) == 5
 
@@ -87,8 +92,7 @@ async def test_a_connection_the_server_ended_is_tried_again_on_a_new_one_and_its
     postgres,
 ) -> None:
     name = "pool-terminate-test"
-    database = Database(parse_database_url(postgres.url + f"?application_name={name}"), pool_size=4,
-                        transaction_pooling=False, connect_timeout_seconds=2, statement_timeout_seconds=2)
+    database = named_pool(postgres, name, pool_size=4)
     await warm(database, 3)
     admin = postgres.connect()
     try:  # an operator's (or a failover manager's) pg_terminate_backend: FATAL 57P01 on next use
