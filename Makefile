@@ -16,6 +16,9 @@ TYPED  := function devserver loadgen demo bench soak tests
 # constraints: what `make test` passes with is what ships.
 LOCK   := requirements-lock.txt
 PINS   := $(VENV)/constraints.txt
+# uv installs the same pinned versions pip would, in seconds rather than the ~40 s pip
+# took for `make test`'s set-up from a clean clone here (docs/testing.md).
+UV     := $(BIN)/uv
 # Where `make demo` draws its timeline: under .local/, out of `git status`.
 DEMO_PLOT ?= .local/demo/autoscale.png
 
@@ -29,15 +32,16 @@ migrate: $(LOCAL)
 
 # The suite's tests mostly wait (on servers, copies, faults), so several pytest workers
 # share even two cores well: each worker takes whole files (`--dist loadfile`) and starts
-# its own servers on free ports. TEST_WORKERS=0 runs them in one process.
+# its own servers on free ports; the minute-long files are handed out first (conftest.py).
+# TEST_WORKERS=0 runs them in one process.
 TEST_WORKERS ?= 3
 test: $(DEV)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The in-process and pure tests: every test no copy of its own process serves (conftest.py
 # marks those `process`). Under a minute; `make test` runs them and the process layer.
 test-fast: $(DEV)
-	$(BIN)/python -m pytest -m "not process" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not process" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 typecheck: $(DEV)
 	$(BIN)/python -m mypy $(TYPED)
@@ -55,9 +59,8 @@ soak: $(DEV)
 
 # uv resolves for Python 3.11 (the image's) on every platform, and records the hashes of
 # every file of each pinned version.
-lock: $(LOCAL)
-	$(BIN)/python -m pip install --quiet "uv>=0.9,<1"
-	$(BIN)/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 \
+lock: $(UV)
+	$(UV) pip compile --quiet --generate-hashes --universal --python-version 3.11 \
 	  --custom-compile-command "make lock" requirements.txt -o $(LOCK)
 
 # pip refuses hashes in a constraints file unless every requirement has them.
@@ -65,18 +68,20 @@ $(PINS): $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	sed -e '/--hash=/d' -e 's/ *\\$$//' $(LOCK) > $@
 
-$(LOCAL): requirements.txt requirements-local.txt $(PINS)
+$(UV):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(PINS) -r requirements-local.txt
+	$(BIN)/python -m pip install --quiet "uv>=0.9,<1"
+
+$(LOCAL): requirements.txt requirements-local.txt $(PINS) $(UV)
+	$(UV) pip install --quiet --python $(BIN)/python -c $(PINS) -r requirements-local.txt
 	touch $@
 
 $(DEMO): $(LOCAL) demo/requirements.txt
-	$(BIN)/python -m pip install --quiet -c $(PINS) -r demo/requirements.txt
+	$(UV) pip install --quiet --python $(BIN)/python -c $(PINS) -r demo/requirements.txt
 	touch $@
 
 $(DEV): $(LOCAL) requirements-dev.txt demo/requirements.txt $(wildcard tests/*/requirements.txt)
-	$(BIN)/python -m pip install --quiet -c $(PINS) -r requirements-dev.txt
+	$(UV) pip install --quiet --python $(BIN)/python -c $(PINS) -r requirements-dev.txt
 	touch $@
 
 clean:

@@ -15,7 +15,7 @@ import redis
 
 from .binaries import redis_server_binary
 from .servers import READY_TIMEOUT_SECONDS, RedisServer, _Process, free_port
-from .waiting import wait_until
+from .waiting import NotReady, wait_until
 
 SERVICE_NAME = "orders"
 SENTINELS = 3
@@ -148,8 +148,22 @@ class SentinelSet:
             server.start()
         primary = self.primary()
         server.client().replicaof("127.0.0.1", primary.port)
-        _wait_until(lambda: _replica_of(server) == primary.port,
-                    "the old primary to become a replica of the new one", timeout_seconds)
+        try:
+            _wait_until(lambda: _replica_of(server) == primary.port,
+                        "the old primary to become a replica of the new one", timeout_seconds)
+        except NotReady as unready:
+            raise NotReady(f"{unready}: {self._replication_seen(server)}") from None
+
+    def _replication_seen(self, server: RedisServer) -> str:
+        """What a failed wait saw: the server's replication state, each sentinel's primary."""
+        try:
+            info = cast(dict[str, Any], server.client().info("replication"))
+            state = {k: info.get(k) for k in ("role", "master_port", "master_link_status", "master_sync_in_progress")}
+        except redis.RedisError as error:
+            state = {"error": repr(error)}
+        named = [s.primary_port_seen() for s in self.sentinels if s.running]
+        tails = "".join(f"\n--- {p._log}:\n{_tail(p._log)}" for p in (server, *self.sentinels) if p._log)
+        return f"port {server.port} says {state}; the sentinels name {named}{tails}"
 
     def _agreed_primary_port(self) -> int | None:
         """The primary's port if every running sentinel names the same one."""
@@ -194,6 +208,13 @@ def _replica_of(server: RedisServer) -> int | None:
     if info.get("role") != "slave" or info.get("master_link_status") != "up":
         return None
     return int(info["master_port"])
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as error:
+        return repr(error)
 
 
 def _wait_until(condition: Callable[[], bool], what: str, timeout_seconds: float = READY_TIMEOUT_SECONDS) -> None:

@@ -173,10 +173,15 @@ PROCESS_FIXTURES = frozenset({"api", "api_copy", "start_copies", "pooled_copies"
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Marks `process` what a copy serves (by the fixtures it names, or the multiprocess
-    mark): `make test-fast` runs the rest, the in-process and pure tests."""
+    mark): `make test-fast` runs the rest, the in-process and pure tests.
+
+    Files marked `long` go first (a stable sort keeps each file together): pytest-xdist
+    hands out files in this order (`--no-loadscope-reorder`), and a minute-long file
+    picked up last would run alone while the other workers idle."""
     for item in items:
         if item.get_closest_marker("multiprocess") or PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.process)
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ import pytest
 
 from devserver.copies import PROJECT_ROOT
 
-pytestmark = pytest.mark.multiprocess
+pytestmark = [pytest.mark.multiprocess, pytest.mark.long]
 
 
 def test_a_quick_bench_measures_both_floors_the_function_and_judges_every_target(tmp_path: Path) -> None:

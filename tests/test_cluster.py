@@ -35,7 +35,7 @@ from soak.report import summary, verdict
 from soak.timeline import SoakPlan, run_soak
 from support import Client, Database, metric
 
-pytestmark = pytest.mark.multiprocess
+pytestmark = [pytest.mark.multiprocess, pytest.mark.long]
 
 COPIES = 4
 STORM_KEYS = 100

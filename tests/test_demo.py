@@ -11,7 +11,7 @@ import pytest
 
 from devserver.copies import PROJECT_ROOT
 
-pytestmark = pytest.mark.multiprocess
+pytestmark = [pytest.mark.multiprocess, pytest.mark.long]
 
 
 def test_demo_on_two_spawned_copies_reports_one_order_per_key() -> None:

@@ -30,6 +30,8 @@ from scaleout import acknowledged, storm
 from support import ORDER, Client, Database, binary_event, sample
 from tracing.receiver import OtlpReceiver
 
+pytestmark = pytest.mark.long
+
 RETRY_SECONDS = 1.0
 # The longest an event may wait after the sink is back: its backoff (at most
 # BACKOFF_LIMIT_PERIODS periods), the next sweep, a lease still running, and one POST.

@@ -28,7 +28,7 @@ from scaleout import (
     wait_for_orders,
 )
 
-pytestmark = pytest.mark.multiprocess
+pytestmark = [pytest.mark.multiprocess, pytest.mark.long]
 
 COPIES = 4
 STORM_KEYS = 100

@@ -10,7 +10,7 @@ from devserver import netfaults
 from soak.report import summary, verdict
 from soak.timeline import SoakPlan, run_soak
 
-pytestmark = pytest.mark.multiprocess
+pytestmark = [pytest.mark.multiprocess, pytest.mark.long]
 
 PARTITIONS = ["black-hole PostgreSQL", "reset Redis", "reset PostgreSQL", "black-hole Redis"]
 

@@ -26,6 +26,7 @@ from support import Database, ORDER, fresh_database
 MISSING = container.missing_tools()
 pytestmark = [
     pytest.mark.multiprocess,
+    pytest.mark.long,
     pytest.mark.skipif(bool(MISSING), reason=f"needs {', '.join(MISSING)}: {container.INSTALL}"),
 ]
 _numbers = itertools.count()
