@@ -29,7 +29,7 @@ FULL = Plan(
     profile_seconds=5.0, pgbouncer_copies=(1, 2, 4, 8),
 )
 QUICK = Plan(
-    seconds=1.0, warmup_seconds=0.3, concurrencies=(16,), rounds=1, storm_duplicates=8,
+    seconds=0.6, warmup_seconds=0.2, concurrencies=(16,), rounds=1, storm_duplicates=8,
     replay_keys=300, seed_keys=8_000, cold_starts=1, big_profile_orders=5_000,
     profile_seconds=0.0, pgbouncer_copies=(1, 2),
 )

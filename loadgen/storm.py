@@ -332,13 +332,13 @@ def _send(
                 sessions.pop(url, None)
                 error = True
             except requests.ConnectionError as exc:
-                result.attempts.append(Attempt(None, time.perf_counter() - started, type(exc).__name__))
+                result.attempts.append(Attempt(None, time.perf_counter() - started, _failure(exc)))
                 sessions.pop(url, None)
                 if not retry_connection_errors:
                     break
                 error = True
             except requests.RequestException as exc:
-                result.attempts.append(Attempt(None, time.perf_counter() - started, type(exc).__name__))
+                result.attempts.append(Attempt(None, time.perf_counter() - started, _failure(exc)))
                 sessions.pop(url, None)
                 break
             else:
@@ -355,3 +355,15 @@ def _send(
         break
     result.answered_at = time.perf_counter() - run_started
     return result
+
+
+def _failure(exc: requests.RequestException) -> str:
+    """The exception's name and its innermost cause (refused, reset, closed without an
+    answer), which tells a copy that died from a connection dropped in passing."""
+    cause: BaseException = exc
+    while True:
+        inner = getattr(cause, "reason", None) or (cause.args[-1] if cause.args else None)
+        if not isinstance(inner, BaseException) or inner is cause:
+            break
+        cause = inner
+    return type(exc).__name__ if cause is exc else f"{type(exc).__name__} ({type(cause).__name__}: {cause})"[:200]

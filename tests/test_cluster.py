@@ -267,7 +267,7 @@ def test_a_short_soak_on_a_cluster_with_a_primary_killed_and_a_copy_killed_keeps
     redis_cluster_servers: RedisCluster,
 ) -> None:
     # The soak starts a cluster of its own; the fixture only skips where redis-cli is missing.
-    report = run_soak(SoakPlan(seconds=25, copies=3, clients=3, redis="cluster"), say=lambda line: None)
+    report = run_soak(SoakPlan(seconds=20, copies=3, clients=3, redis="cluster"), say=lambda line: None)
     problems, _ = verdict(report)
 
     assert problems == [], summary(report)

@@ -17,7 +17,7 @@ PARTITIONS = ["black-hole PostgreSQL", "reset Redis", "reset PostgreSQL", "black
 
 def test_a_short_soak_with_restarts_kills_partitions_and_resets_keeps_every_acknowledged_order() -> None:
     partitions = netfaults.unavailable_reason() is None
-    report = run_soak(SoakPlan(seconds=30, copies=3, clients=3), say=lambda line: None)
+    report = run_soak(SoakPlan(seconds=20, copies=3, clients=3), say=lambda line: None)
     problems, _ = verdict(report)
 
     assert problems == [], summary(report)
