@@ -17,7 +17,9 @@ TYPED  := function devserver loadgen demo bench soak tests
 LOCK   := requirements-lock.txt
 PINS   := $(VENV)/constraints.txt
 # uv installs the same pinned versions pip would, in seconds rather than the ~40 s pip
-# took for `make test`'s set-up from a clean clone here (docs/testing.md).
+# took for `make test`'s set-up from a clean clone here. Compiled at install, as pip does:
+# where PYTHONDONTWRITEBYTECODE is set (it is on this machine kind) every process would
+# otherwise compile its imports again, and the suite starts hundreds.
 UV     := $(BIN)/uv
 # Where `make demo` draws its timeline: under .local/, out of `git status`.
 DEMO_PLOT ?= .local/demo/autoscale.png
@@ -73,15 +75,15 @@ $(UV):
 	$(BIN)/python -m pip install --quiet "uv>=0.9,<1"
 
 $(LOCAL): requirements.txt requirements-local.txt $(PINS) $(UV)
-	$(UV) pip install --quiet --python $(BIN)/python -c $(PINS) -r requirements-local.txt
+	$(UV) pip install --quiet --compile-bytecode --python $(BIN)/python -c $(PINS) -r requirements-local.txt
 	touch $@
 
 $(DEMO): $(LOCAL) demo/requirements.txt
-	$(UV) pip install --quiet --python $(BIN)/python -c $(PINS) -r demo/requirements.txt
+	$(UV) pip install --quiet --compile-bytecode --python $(BIN)/python -c $(PINS) -r demo/requirements.txt
 	touch $@
 
 $(DEV): $(LOCAL) requirements-dev.txt demo/requirements.txt $(wildcard tests/*/requirements.txt)
-	$(UV) pip install --quiet --python $(BIN)/python -c $(PINS) -r requirements-dev.txt
+	$(UV) pip install --quiet --compile-bytecode --python $(BIN)/python -c $(PINS) -r requirements-dev.txt
 	touch $@
 
 clean:
