@@ -36,7 +36,7 @@ migrate: $(LOCAL)
 # share even two cores well: each worker takes whole files (`--dist loadfile`) and starts
 # its own servers on free ports; the minute-long files are handed out first (conftest.py).
 # TEST_WORKERS=0 runs them in one process.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 test: $(DEV)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
