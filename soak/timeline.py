@@ -93,16 +93,20 @@ def _run_soak(plan: SoakPlan, say: Callable[[str], None], cluster: RedisCluster 
             faults = sorted(faults + _partitions(stack, network, cluster))
         workload.start()
         next_sample = SAMPLE_EVERY_SECONDS  # the first once the pools have filled: a baseline
+        settled_at = 0.0  # the last sample, taken after the traffic stops, waits for this too
         try:
-            # Until the planned length has passed and every fault has run: a slow fault (a
-            # cluster's failover takes seconds) must not crowd the last ones out of the run.
-            while (elapsed := time.monotonic() - started) < plan.seconds or faults:
+            # Until the planned length has passed, every fault has run and PostgreSQL has
+            # settled after the last of its faults: a slow fault (a cluster's failover takes
+            # seconds) must neither crowd the last ones out of the run nor leave the last
+            # sample counting the backends of connections a late reset tore down.
+            while (elapsed := time.monotonic() - started) < max(plan.seconds, settled_at) or faults:
                 if faults and elapsed >= faults[0][0] * plan.seconds:
                     _, name, fault = faults.pop(0)
                     say(f"  {elapsed:5.1f} s  {name}")
                     events.append(f"{elapsed:.1f} s: {name}: {fault()}")
                     if "PostgreSQL" in name:
-                        next_sample = max(next_sample, time.monotonic() - started + SETTLE_SECONDS)
+                        settled_at = time.monotonic() - started + SETTLE_SECONDS
+                        next_sample = max(next_sample, settled_at)
                 if elapsed >= next_sample:
                     samples.append(take_sample(elapsed, {name: copies[name] for name in live}, stack))
                     next_sample += SAMPLE_EVERY_SECONDS
