@@ -6,10 +6,14 @@ PostgreSQL connection with its schema check and the first Redis connection.
 
 The image gets the same measurement (`container_cold_starts`), from `podman run` and from
 the container's own process start, beside the bare process's: what the image adds.
+
+`python -m bench.coldstart [--samples 7]` measures only the process cold start, the
+function's alternated with the ASGI floor's, in minutes rather than a whole `make bench`.
 """
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import time
 import uuid
@@ -19,9 +23,12 @@ from pathlib import Path
 
 from devserver import container
 from devserver.copies import FunctionCopy
+from devserver.stack import LocalStack
 from devserver.waiting import wait_until
 
-from .stats import latency_figures
+from .copies import floor_command
+from .knative import knative_settings
+from .stats import latency_figures, ratio
 from .traffic import order_body
 
 GIVE_UP_SECONDS = 30.0
@@ -113,3 +120,25 @@ def _post(port: int) -> int | None:
         return None
     finally:
         connection.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.coldstart", description="process start to first 201, "
+                                     "the function alternated with the ASGI floor, on the bench's stack")
+    parser.add_argument("--samples", type=int, default=7)
+    options = parser.parse_args(argv)
+    with LocalStack(env={**knative_settings(), "DATABASE_POOLING": "direct"}, durable=True) as stack:
+        cold = alternated_cold_starts({
+            "function": lambda: stack.start_copy(wait=False),
+            "floorAsgi": lambda: stack.start_copy(command=floor_command("floorAsgi"), wait=False),
+        }, options.samples)
+    for name, figures in cold.items():
+        print(f"{name}: first 201 p50 {figures['toFirst201']['p50']} ms, the first request p50 "
+              f"{figures['firstRequest']['p50']} ms, the second {figures['secondRequest']['p50']} ms")
+    over = ratio(cold["function"]["toFirst201"]["p50"], cold["floorAsgi"]["toFirst201"]["p50"])
+    print(f"function / floor, to the first 201: {over}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -4,7 +4,9 @@ in one run. For a busy machine, where req/s swing too much to compare runs: each
 CPU over the same requests (finished keys, cycled) is the measure, and ratios in one run.
 
     .venv/bin/python -m bench.replay_cpu [--seconds 5] [--connections 1,4,16]
-        [--previous /tmp/base] [--sampled]   # --sampled: + copies tracing at 0 % and 5 %
+        [--previous /tmp/base] [--sampled] [--twin]
+    # --sampled: + copies tracing at 0 % and 5 %; --twin: + a second plain copy, whose
+    # ratio to the first is this measure's own spread (0.90-1.14 seen on a quiet machine)
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", default="1,4,16")
     parser.add_argument("--previous", help="a checkout whose function runs beside this one")
     parser.add_argument("--sampled", action="store_true", help="add copies tracing with 0 %% and 5 %% sampled")
+    parser.add_argument("--twin", action="store_true", help="add a second plain copy: the measure's own spread")
     options = parser.parse_args(argv)
     with LocalStack(env={**knative_settings(), "DATABASE_POOLING": "direct"}) as stack:
         copies = {"function": stack.start_copy()}
+        if options.twin:
+            copies["twin"] = stack.start_copy()
         if options.previous:
             copies["previous"] = stack.start_copy(command=f"env -C {options.previous} {web_command()}")
         if options.sampled:
