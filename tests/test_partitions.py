@@ -177,14 +177,23 @@ def test_redis_partitioned_creates_and_replays_go_on_through_postgresql_and_redi
     print(f"Redis {fault}: slowest answer {slowest:.2f} s (bound {REDIS_BOUND_SECONDS:.1f} s)")
     assert slowest <= REDIS_BOUND_SECONDS + SLACK_SECONDS
 
-    # After the heal Redis is used again: a replay is served from it.
+    # After the heal Redis is used again: a new key's replay is served from it. Waited
+    # for, a new key each time: a call that met a connection the partition left broken
+    # starts the copy's cool-down, during which keys are decided by PostgreSQL alone and
+    # their answers are not stored in Redis (seen once in make test after a reset).
     wait_until(lambda: client.get("/healthz", profile=None).json()["redis"] == "ok", what="Redis back",
                timeout_seconds=30)
-    client.create(key="after-heal")
-    client.create(key="after-heal")  # maybe from PostgreSQL still, if the first finished while cooling down
-    replayed_from_redis = client.outcome_count("replayed-redis")
-    assert client.create(key="after-heal").status_code == 201
-    assert client.outcome_count("replayed-redis") == replayed_from_redis + 1
+    keys = (f"after-heal-{n}" for n in range(1_000_000))
+
+    def a_replay_from_redis() -> bool:
+        key = next(keys)
+        assert client.create(key=key).status_code == 201
+        replayed_from_redis = client.outcome_count("replayed-redis")
+        assert client.create(key=key).status_code == 201
+        return client.outcome_count("replayed-redis") == replayed_from_redis + 1
+
+    wait_until(a_replay_from_redis, what="a replay served from Redis after the heal", timeout_seconds=30,
+               poll_seconds=0.2)
 
 
 def test_the_sink_black_holed_loses_no_event_bounds_every_post_and_publishing_resumes(
