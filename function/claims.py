@@ -55,9 +55,10 @@ end
 local function owner_of(claim) return string.sub(claim, 49) end
 """
 # KEYS[1] record; ARGV[1] our in-flight record; ARGV[2] lease in ms.
-# Returns what was there (a finished answer, a live claim, or a value we cannot read);
-# nil after writing our claim over nothing; 1 after taking over a claim whose lease ran
-# out. The lease is stamped in Redis's clock (TIME inside the script, so never a copy's
+# Returns what was there (a finished answer, another request's live claim, or a value we
+# cannot read); nil after writing our claim over nothing, or finding our own claim (this
+# call sent again by the client library after a failover lost its reply: the first write
+# had reached the replica); 1 after taking over a claim whose lease ran out. The lease is stamped in Redis's clock (TIME inside the script, so never a copy's
 # clock), and the record is kept twice the lease: long enough for the next request to
 # see that a lease expired, instead of finding nothing, and short enough that a dead
 # claim nobody retries is gone by itself. A claim stamped with no lease (all nines)
@@ -69,6 +70,7 @@ local current = redis.call('GET', KEYS[1])
 local taken_over = false
 if current then
   if state_of(current) ~= 'in_flight' then return current end
+  if owner_of(current) == owner_of(ARGV[1]) then return false end
   local lease_until_ms = tonumber(string.sub(current, 2, 16))
   if lease_until_ms == nil or lease_until_ms > now_ms then return current end
   taken_over = true

@@ -66,6 +66,16 @@ async def test_the_first_claim_wins_and_later_ones_read_it(claims: ClaimStore) -
     assert isinstance(found, InFlight) and (found.fingerprint, found.owner) == (FP, "a")
 
 
+async def test_a_claim_sent_again_by_its_own_owner_is_still_its_claim(claims: ClaimStore) -> None:
+    # What a client library's retry does when a failover lost the reply to a claim whose
+    # write reached the replica (seen in the cluster storm: the owner then read its own
+    # claim as another request's, answered 409, and the key got no order at all).
+    assert await claims.claim_or_read(KEY, InFlight(FP, "a"), 10_000) == Claimed()
+    assert await claims.claim_or_read(KEY, InFlight(FP, "a"), 10_000) == Claimed()
+    found = await claims.claim_or_read(KEY, InFlight(FP, "b"), 10_000)
+    assert isinstance(found, InFlight) and found.owner == "a"
+
+
 async def test_a_claim_whose_lease_ran_out_is_taken_over_and_the_takeover_is_reported(
     claims: ClaimStore, redis_server: RedisServer,
 ) -> None:
