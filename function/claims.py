@@ -58,11 +58,12 @@ local function owner_of(claim) return string.sub(claim, 49) end
 # Returns what was there (a finished answer, another request's live claim, or a value we
 # cannot read); nil after writing our claim over nothing, or finding our own claim (this
 # call sent again by the client library after a failover lost its reply: the first write
-# had reached the replica); 1 after taking over a claim whose lease ran out. The lease is stamped in Redis's clock (TIME inside the script, so never a copy's
-# clock), and the record is kept twice the lease: long enough for the next request to
-# see that a lease expired, instead of finding nothing, and short enough that a dead
-# claim nobody retries is gone by itself. A claim stamped with no lease (all nines)
-# keeps the older rule: its Redis expiry is its lease.
+# had reached the replica); 1 after taking over a claim whose lease ran out. The lease
+# is stamped in Redis's clock (TIME inside the script, so never a copy's clock), and the
+# record is kept twice the lease: long enough for the next request to see that a lease
+# expired, instead of finding nothing, and short enough that a dead claim nobody retries
+# is gone by itself. A claim stamped with no lease (all nines) keeps the older rule: its
+# Redis expiry is its lease.
 CLAIM_OR_READ = _READ_RECORD + """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
