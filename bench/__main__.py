@@ -26,7 +26,7 @@ from devserver.stack import LocalStack
 
 from . import cluster, coldstart, listing, machine, profiling, publishing, report, scaleout, targets, tracing
 from .copies import FLOORS, UNBATCHED, floor_command, is_asgi
-from .knative import knative_settings
+from .knative import bench_copy_settings
 from .plan import FULL, QUICK, Plan
 from .scenarios import Scenarios
 from .stats import ratio
@@ -57,9 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(plan: Plan, *, say: Callable[[str], None], redis: str = "node") -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
-    # The Knative settings, except the pooling mode: knative/ points at a transaction-mode
-    # PgBouncer, the bench's copy at PostgreSQL itself (the PgBouncer point sets its own).
-    knative = {**knative_settings(), "DATABASE_POOLING": "direct"}
+    knative = bench_copy_settings()
     # Durable PostgreSQL (fsync on), as in production: a create waits for its commit.
     with LocalStack(env=knative, durable=True) as stack:
         say("PostgreSQL, Redis, the function and both floors are starting")
@@ -105,10 +103,7 @@ def run(plan: Plan, *, say: Callable[[str], None], redis: str = "node") -> dict[
         say(f"creates through PgBouncer with {', '.join(map(str, plan.pgbouncer_copies))} copies")
         results["pgbouncer"] = scaleout.through_pgbouncer(stack, plan)
         say(f"cold start x {plan.cold_starts}, alternated with the ASGI floor's")
-        cold = coldstart.alternated_cold_starts({
-            "function": lambda: stack.start_copy(wait=False),
-            "floorAsgi": lambda: stack.start_copy(command=floor_command("floorAsgi"), wait=False),
-        }, plan.cold_starts)
+        cold = coldstart.process_cold_starts(stack, plan.cold_starts)
         results["coldStart"], results["coldStartFloor"] = cold["function"], cold["floorAsgi"]
         say(f"cold start of the image's container x {plan.cold_starts}")
         results["coldStartContainer"] = coldstart.container_cold_starts(stack.copy_env, stack.workdir, plan.cold_starts)

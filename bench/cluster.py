@@ -28,7 +28,7 @@ from function.targets import parse_redis_url
 from loadgen.closed_loop import measure
 
 from . import traffic
-from .knative import knative_settings
+from .knative import bench_copy_settings
 from .cpu import tree_cpu_seconds
 from .plan import FULL, QUICK, Plan
 from .scenarios import outcome_counts
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="rounds of the four points (default: the plan's)")
     options = parser.parse_args(argv)
     plan = QUICK if options.quick else FULL
-    with LocalStack(env={**knative_settings(), "DATABASE_POOLING": "direct"}, durable=True) as stack:
+    with LocalStack(env=bench_copy_settings(), durable=True) as stack:
         print(json.dumps(cluster_cost(stack, plan, options.rounds), indent=2))
     return 0
 

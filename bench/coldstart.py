@@ -27,7 +27,7 @@ from devserver.stack import LocalStack
 from devserver.waiting import wait_until
 
 from .copies import floor_command
-from .knative import knative_settings
+from .knative import bench_copy_settings
 from .stats import latency_figures, ratio
 from .traffic import order_body
 
@@ -60,6 +60,14 @@ def alternated_cold_starts(starts: dict[str, Callable[[], FunctionCopy]], sample
         for name, start in starts.items():
             runs[name].append(_one(start))
     return {name: _figures(each) for name, each in runs.items()}
+
+
+def process_cold_starts(stack: LocalStack, samples: int) -> dict[str, Any]:
+    """The function's cold start and the ASGI floor's, alternated, on `stack`."""
+    return alternated_cold_starts({
+        "function": lambda: stack.start_copy(wait=False),
+        "floorAsgi": lambda: stack.start_copy(command=floor_command("floorAsgi"), wait=False),
+    }, samples)
 
 
 def container_cold_starts(env: dict[str, str], workdir: Path, samples: int) -> dict[str, Any]:
@@ -127,11 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                                      "the function alternated with the ASGI floor, on the bench's stack")
     parser.add_argument("--samples", type=int, default=7)
     options = parser.parse_args(argv)
-    with LocalStack(env={**knative_settings(), "DATABASE_POOLING": "direct"}, durable=True) as stack:
-        cold = alternated_cold_starts({
-            "function": lambda: stack.start_copy(wait=False),
-            "floorAsgi": lambda: stack.start_copy(command=floor_command("floorAsgi"), wait=False),
-        }, options.samples)
+    with LocalStack(env=bench_copy_settings(), durable=True) as stack:
+        cold = process_cold_starts(stack, options.samples)
     for name, figures in cold.items():
         print(f"{name}: first 201 p50 {figures['toFirst201']['p50']} ms, the first request p50 "
               f"{figures['firstRequest']['p50']} ms, the second {figures['secondRequest']['p50']} ms")

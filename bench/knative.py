@@ -19,3 +19,9 @@ def knative_settings() -> dict[str, str]:
             data: dict[str, Any] = document.get("data") or {}
             return {name: str(value) for name, value in data.items()}
     raise RuntimeError(f"{CONFIGMAP} holds no ConfigMap")
+
+
+def bench_copy_settings() -> dict[str, str]:
+    """The Knative settings, except the pooling mode: knative/ points at a transaction-mode
+    PgBouncer, the bench's copies at PostgreSQL itself (the PgBouncer point sets its own)."""
+    return {**knative_settings(), "DATABASE_POOLING": "direct"}

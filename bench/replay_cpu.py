@@ -22,7 +22,7 @@ from loadgen.closed_loop import measure
 from . import traffic
 from .copies import floor_command
 from .cpu import tree_cpu_seconds
-from .knative import knative_settings
+from .knative import bench_copy_settings
 from .tracing import SAMPLED_5_PERCENT, _Sink
 
 KEYS = 500
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sampled", action="store_true", help="add copies tracing with 0 %% and 5 %% sampled")
     parser.add_argument("--twin", action="store_true", help="add a second plain copy: the measure's own spread")
     options = parser.parse_args(argv)
-    with LocalStack(env={**knative_settings(), "DATABASE_POOLING": "direct"}) as stack:
+    with LocalStack(env=bench_copy_settings()) as stack:
         copies = {"function": stack.start_copy()}
         if options.twin:
             copies["twin"] = stack.start_copy()

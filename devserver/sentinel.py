@@ -165,7 +165,7 @@ class SentinelSet:
         except redis.RedisError as error:
             state = {"error": repr(error)}
         named = [s.primary_port_seen() for s in self.sentinels if s.running]
-        tails = "".join(f"\n--- {p._log}:\n{_tail(p._log)}" for p in (server, *self.sentinels) if p._log)
+        tails = "".join(process.log_tail() for process in (server, *self.sentinels))
         return f"port {server.port} says {state}; the sentinels name {named}{tails}"
 
     def _agreed_primary_port(self) -> int | None:
@@ -211,13 +211,6 @@ def _replica_of(server: RedisServer) -> int | None:
     if info.get("role") != "slave" or info.get("master_link_status") != "up":
         return None
     return int(info["master_port"])
-
-
-def _tail(log: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError as error:
-        return repr(error)
 
 
 def _wait_until(condition: Callable[[], bool], what: str, timeout_seconds: float = READY_TIMEOUT_SECONDS) -> None:

@@ -63,6 +63,16 @@ class _Process:
         self.process: subprocess.Popen[bytes] | None = None
         self._log: Path | None = None
 
+    def log_tail(self, lines: int = 15) -> str:
+        """The last lines of the log, named, for a failure message."""
+        if self._log is None:
+            return ""
+        try:
+            text = "\n".join(self._log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as error:
+            text = repr(error)
+        return f"\n--- {self._log}:\n{text}"
+
     def _spawn(self, command: list[str], log: Path, user: str | None = None) -> None:
         self._log = log
         with open(log, "ab") as log_file, signals_held():

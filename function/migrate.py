@@ -120,14 +120,14 @@ def _apply(
         versions: list[str] = []
         outside = None
         for path in pending_files(applied, contract=contract or new_database):
-            if outside_transaction(path) and not new_database:
-                outside = path
-                break
-            if outside_transaction(path):
+            if not outside_transaction(path):
+                connection.run(path.read_text())
+            elif new_database:
                 for statement in _statements(path.read_text()):
                     connection.run(_CONCURRENTLY.sub("", statement))
             else:
-                connection.run(path.read_text())
+                outside = path
+                break
             connection.run("INSERT INTO schema_migrations (version) VALUES (:v)", v=path.stem)
             versions.append(path.stem)
         connection.run("COMMIT")

@@ -3,8 +3,9 @@ get, and list. Every statement is parameterised.
 
 (profile, key) is unique through `orders_key_digest`, a unique index on a 16-byte digest
 of the two (postgres/migrations/contract/0004), built once no copy of the previous version
-runs; until then the old constraint on the two columns holds it. Every read for a key compares profile and
-key themselves, so a digest shared by two keys never answers with the other key's order."""
+runs; until then the old constraint on the two columns holds it. Every read for a key
+compares profile and key themselves, so a digest shared by two keys never answers with the
+other key's order."""
 
 from __future__ import annotations
 
