@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -36,7 +37,26 @@ DURABLE_POSTGRES_SETTINGS = {
 }
 
 
+# Where listening ports are drawn from: below the kernel's ephemeral range, from which
+# every outgoing connection takes its source port. A port bind(0) handed out came from
+# that range, and a client connection of another test could take it before the server
+# bound it ("Address already in use" for a copy, once in make test on four workers).
+LOWEST_LISTEN_PORT = 10_000
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
 def free_port() -> int:
+    """A port nothing listens on, outside the ephemeral range where the kernel says it."""
+    try:
+        first_ephemeral = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first_ephemeral = 0
+    if first_ephemeral - LOWEST_LISTEN_PORT >= 1_000:
+        chooser = random.SystemRandom()
+        for _ in range(100):
+            port = chooser.randrange(LOWEST_LISTEN_PORT, first_ephemeral)
+            if port_is_free("127.0.0.1", port):
+                return port
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
